@@ -4,3 +4,5 @@ import { benchSaveLoad } from './save-load.js';
 const only = process.argv[2];
 if (only === undefined || only === 'save-load') await benchSaveLoad();
 if (only === undefined || only === 'compression') await import('./compression.js');
+if (only === undefined || only === 'dockerfile-parse')
+  await (await import('./dockerfile-parse.js')).benchDockerfileParse();

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'INVALID_MANIFEST'
   | 'INVALID_CONFIG'
   | 'INVALID_ARCHIVE'
+  | 'INVALID_DOCKERFILE'
   | 'UNSAFE_PATH'
   | 'NOT_FOUND'
   | 'CONFLICT'

@@ -52,3 +52,48 @@ export function loadImages(
   const tar = 'stream' in source ? decompressStream(source.stream) : createTarFromDirectory(source.directory);
   return loadArchive(store, tar, options);
 }
+
+export {
+  parseDockerfile,
+  detectSyntax,
+  type ParseResult,
+  type InstructionNode,
+  type Heredoc,
+  type SourceRange,
+} from './dockerfile/parser.js';
+export { dumpAst } from './dockerfile/dump.js';
+export { DockerfileError } from './dockerfile/errors.js';
+export {
+  parseInstruction,
+  type Instruction,
+  type CommandLine,
+  type KeyValue,
+} from './dockerfile/instructions.js';
+export {
+  loadDockerfile,
+  resolveBuild,
+  StageScope,
+  type DockerfileModel,
+  type Stage,
+  type ResolvedBuild,
+  type ResolvedStage,
+  type BuildArgOptions,
+} from './dockerfile/stages.js';
+export { ShellLexer, type ShellEnv } from './dockerfile/shell.js';
+export { parseDockerignore, PatternMatcher, readIgnoreFile } from './dockerfile/dockerignore.js';
+export { walkContext, type ContextEntry } from './dockerfile/context.js';
+export {
+  build,
+  type BuildOptions,
+  type BuildResult,
+  type StepRunner,
+  type RunRequest,
+} from './build/solver.js';
+export {
+  createProgress,
+  isProgressMode,
+  ProgressRecorder,
+  type ProgressEvent,
+  type ProgressMode,
+  type ProgressSink,
+} from './build/progress.js';

@@ -3,6 +3,8 @@ import { StrataError } from '../errors.js';
 import { CliContext } from './context.js';
 import { registerImageCommands } from './image.js';
 import { registerSystemCommands } from './system.js';
+import { registerDockerfileCommands } from './dockerfile.js';
+import { registerBuildCommands } from './build.js';
 
 export function createProgram(context?: CliContext): { program: Command; context: CliContext } {
   const program = new Command('strata');
@@ -19,6 +21,8 @@ export function createProgram(context?: CliContext): { program: Command; context
     .exitOverride();
   registerImageCommands(program, ctx);
   registerSystemCommands(program, ctx);
+  registerDockerfileCommands(program, ctx);
+  registerBuildCommands(program, ctx);
   for (const command of program.commands) applyExitOverride(command);
   return { program, context: ctx };
 }

@@ -5,6 +5,8 @@ import { decompressStream } from '../archive/compression.js';
 import { extractTar } from '../archive/extract.js';
 import { DigestStream } from '../oci/digest.js';
 import type { ResolvedImage } from './resolve.js';
+import type { Descriptor } from '../oci/types.js';
+import type { Digest } from '../oci/digest.js';
 
 export interface UnpackedImage {
   snapshots: SnapshotInfo[];
@@ -17,11 +19,19 @@ export interface UnpackedImage {
  * reused), with overlay whiteouts, so the snapshots stack as overlayfs lower dirs. Each layer's
  * uncompressed bytes are checked against the config's diff ID while they stream.
  */
-export async function unpackImage(store: Store, image: ResolvedImage): Promise<UnpackedImage> {
-  const diffIds = image.config.rootfs.diff_ids;
+export function unpackImage(store: Store, image: ResolvedImage): Promise<UnpackedImage> {
+  return unpackLayers(store, image.manifest.layers, image.config.rootfs.diff_ids);
+}
+
+/** Like unpackImage, for any layer list (a build stage's layers: base image's plus its own). */
+export async function unpackLayers(
+  store: Store,
+  layers: readonly Descriptor[],
+  diffIds: readonly Digest[],
+): Promise<UnpackedImage> {
   const chain = chainIds(diffIds);
   const snapshots: SnapshotInfo[] = [];
-  for (const [index, layer] of image.manifest.layers.entries()) {
+  for (const [index, layer] of layers.entries()) {
     const chainId = chain[index];
     const diffId = diffIds[index];
     if (chainId === undefined || diffId === undefined) break;

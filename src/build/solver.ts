@@ -1,0 +1,784 @@
+/**
+ * The build solver: runs the stages `--target` needs (independent stages concurrently, each
+ * stage's steps in order), with a persistent cache keyed as ARCHITECTURE.md describes, and
+ * writes the final image into the store. Filesystem steps run on an overlay of the stage's
+ * snapshots (rootfs.ts) and commit their upper dir as the layer (layer.ts).
+ */
+import { chown, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, posix, relative, resolve } from 'node:path';
+
+import type { Lease, Store } from '../store/index.js';
+import { StrataError, errnoCode } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { formatPlatform, hostPlatform, normalizePlatform, parsePlatform } from '../oci/platform.js';
+import type { Descriptor, ImageConfig, Platform } from '../oci/types.js';
+import { parseReference, formatReference } from '../oci/reference.js';
+import { DockerfileError, dockerfileError } from '../dockerfile/errors.js';
+import { expandInstruction } from '../dockerfile/expand.js';
+import type { Instruction } from '../dockerfile/instructions.js';
+import { parseInstruction } from '../dockerfile/instructions.js';
+import { parseDockerfile } from '../dockerfile/parser.js';
+import {
+  loadDockerfile,
+  resolveBuild,
+  StageScope,
+  type ResolvedBuild,
+  type ResolvedStage,
+} from '../dockerfile/stages.js';
+import { PatternMatcher, readIgnoreFile } from '../dockerfile/dockerignore.js';
+import { findImage, type ResolvedImage } from '../image/resolve.js';
+import { unpackLayers } from '../image/unpack.js';
+import { creationTime, writeImage } from '../image/create.js';
+import { setImageNames } from '../image/names.js';
+import { BuildCache, cacheKey, type CacheRecord } from './cache.js';
+import { ContextHasher, forEachLimited } from './context-hash.js';
+import { applyCopy, selectCopySources, type SelectedOperand } from './copy.js';
+import { resolveInRoot, resolveOwner, type Owner } from './users.js';
+import {
+  DEFAULT_PATH,
+  applyMetadata,
+  getEnv,
+  historyEntry,
+  historyText,
+  resolveWorkdir,
+  type StageFlags,
+} from './image-config.js';
+import { commitLayer } from './layer.js';
+import { mountReadOnlyRoot, mountStepRoot, type ReadOnlyRoot } from './rootfs.js';
+import type { ProgressEvent, ProgressSink } from './progress.js';
+
+export interface BuildOptions {
+  /** The build context directory. */
+  context: string;
+  /** Dockerfile path (default `<context>/Dockerfile`); ignored when `dockerfileText` is given. */
+  dockerfile?: string;
+  /** The Dockerfile itself (`-f -`). */
+  dockerfileText?: string | Uint8Array;
+  buildArgs?: Readonly<Record<string, string>>;
+  target?: string;
+  /** Names to give the image (`-t`, repeatable). */
+  tags?: readonly string[];
+  /** `--label`: set on the final image. */
+  labels?: Readonly<Record<string, string>>;
+  /** `--platform`: the image's platform (default: the host's). */
+  platform?: string;
+  noCache?: boolean;
+  /** `--no-cache-filter`: stages (by name or index) that must not use the cache. */
+  noCacheFilter?: readonly string[];
+  progress?: ProgressSink;
+  /** Runs RUN steps; without one, a RUN step is an error. */
+  runner?: StepRunner;
+}
+
+export interface BuildResult {
+  /** Image ID: the config digest. */
+  id: Digest;
+  /** The manifest descriptor (what names point at). */
+  target: Descriptor;
+  names: string[];
+  config: ImageConfig;
+  layers: Descriptor[];
+  /** Steps run and steps taken from the cache. */
+  steps: { executed: number; cached: number };
+}
+
+/** What a RUN step needs from the runtime (implemented in runtime/, injected here). */
+export interface RunRequest {
+  rootfs: string;
+  args: string[];
+  env: string[];
+  user: string;
+  workdir: string;
+  network: string;
+  heredocs: Array<{ path: string; data: string }>;
+  mounts: string[];
+  onOutput(stream: 1 | 2, data: Uint8Array): void;
+}
+
+export interface StepRunner {
+  run(request: RunRequest): Promise<void>;
+}
+
+/** One stage's state while it is built, and its result when done. */
+interface StageState {
+  config: ImageConfig;
+  /** Manifest layer descriptors, aligned with config.rootfs.diff_ids. */
+  layers: Descriptor[];
+  /** Cache key of the filesystem so far. */
+  key: string;
+  /** Newest creation time of the steps' results (cache records); '' while there is none. */
+  created: string;
+}
+
+interface StepIdentity {
+  stageLabel: string;
+  number: number;
+  total: number;
+}
+
+function cloneConfig(config: ImageConfig): ImageConfig {
+  return JSON.parse(JSON.stringify(config)) as ImageConfig;
+}
+
+function userError(file: string, instruction: Instruction, err: unknown): never {
+  if (err instanceof DockerfileError) throw err;
+  if (err instanceof StrataError && err.userFacing)
+    throw dockerfileError(file, instruction.range.start, err.message);
+  throw err;
+}
+
+/** The build of one Dockerfile: shared state of the stages running concurrently. */
+class Build {
+  private readonly cache: BuildCache;
+  private readonly stageRuns = new Map<number, Promise<StageState>>();
+  private readonly imageRoots: ReadOnlyRoot[] = [];
+  private ignore: PatternMatcher | undefined;
+  private hasher!: ContextHasher;
+  private vertexCount = 0;
+  executed = 0;
+  cached = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly options: BuildOptions,
+    private readonly resolved: ResolvedBuild,
+    private readonly platform: Platform,
+    private readonly lease: Lease,
+  ) {
+    this.cache = new BuildCache(store);
+  }
+
+  private get file(): string {
+    return this.resolved.model.file;
+  }
+
+  emit(event: ProgressEvent): void {
+    this.options.progress?.emit(event);
+  }
+
+  private vertex(name: string): {
+    id: string;
+    done: (cached?: boolean) => void;
+    fail: (message: string) => void;
+    log: (stream: 1 | 2, data: Uint8Array | string) => void;
+  } {
+    const id = `v${++this.vertexCount}`;
+    const started = Date.now();
+    this.emit({ type: 'vertex', id, name, started });
+    return {
+      id,
+      done: (cached = false) =>
+        this.emit({ type: 'vertex', id, name, started, completed: Date.now(), cached }),
+      fail: (message) =>
+        this.emit({ type: 'vertex', id, name, started, completed: Date.now(), error: message }),
+      log: (stream, data) => this.emit({ type: 'log', id, stream, data, timestamp: Date.now() }),
+    };
+  }
+
+  async prepareContext(contextDir: string, dockerfilePath: string | undefined): Promise<void> {
+    const vertex = this.vertex('[internal] load .dockerignore');
+    const patterns = await readIgnoreFile(contextDir, dockerfilePath);
+    this.ignore = patterns.length > 0 ? new PatternMatcher(patterns) : undefined;
+    vertex.done();
+    this.hasher = await ContextHasher.open(this.store, contextDir);
+  }
+
+  async saveContextCache(): Promise<void> {
+    await this.hasher.save();
+  }
+
+  async releaseMounts(): Promise<void> {
+    for (const root of this.imageRoots.splice(0)) await root.release().catch(() => undefined);
+  }
+
+  stage(index: number): Promise<StageState> {
+    let running = this.stageRuns.get(index);
+    if (!running) {
+      running = this.runStage(index);
+      // A stage nobody awaits yet must not be an unhandled rejection; the awaiting caller sees it.
+      running.catch(() => undefined);
+      this.stageRuns.set(index, running);
+    }
+    return running;
+  }
+
+  private stageLabel(resolved: ResolvedStage): string {
+    const { stage } = resolved;
+    if (stage.name) return stage.name;
+    return this.resolved.model.stages.length === 1 ? '' : `stage-${stage.index}`;
+  }
+
+  private noCacheFor(resolved: ResolvedStage): boolean {
+    if (this.options.noCache) return true;
+    const filter = this.options.noCacheFilter ?? [];
+    return filter.some(
+      (entry) => entry.toLowerCase() === resolved.stage.name || entry === String(resolved.stage.index),
+    );
+  }
+
+  private async baseState(
+    resolved: ResolvedStage,
+    identity: StepIdentity,
+  ): Promise<{ state: StageState; onBuild: string[] }> {
+    const base = resolved.base;
+    const from = resolved.stage.from;
+    const vertex = this.vertex(
+      `[${identity.stageLabel ? `${identity.stageLabel} ` : ''}${identity.number}/${identity.total}] ${from.original.replace(/\s+AS\s+\S+\s*$/i, '').trim()}`,
+    );
+    try {
+      if (base.kind === 'scratch') {
+        const config: ImageConfig = {
+          architecture: this.platform.architecture,
+          os: this.platform.os,
+          ...(this.platform.variant ? { variant: this.platform.variant } : {}),
+          config: { Env: [`PATH=${DEFAULT_PATH}`] },
+          rootfs: { type: 'layers', diff_ids: [] },
+          history: [],
+        };
+        vertex.done();
+        return {
+          state: {
+            config,
+            layers: [],
+            key: cacheKey({ scratch: formatPlatform(this.platform) }),
+            created: '',
+          },
+          onBuild: [],
+        };
+      }
+      if (base.kind === 'stage') {
+        const parent = await this.stage(base.stage);
+        vertex.done(true);
+        const config = cloneConfig(parent.config);
+        return { state: { ...parent, config, layers: [...parent.layers] }, onBuild: [] };
+      }
+      const image = await this.findBaseImage(base.reference, resolved);
+      const config = cloneConfig(image.config);
+      config.config ??= {};
+      if (getEnv(config.config, 'PATH') === undefined)
+        config.config.Env = [...(config.config.Env ?? []), `PATH=${DEFAULT_PATH}`];
+      const onBuild = config.config.OnBuild ?? [];
+      config.config.OnBuild = null;
+      config.history ??= [];
+      vertex.done(true);
+      return {
+        state: {
+          config,
+          layers: [...image.manifest.layers],
+          key: cacheKey({ image: image.id, platform: formatPlatform(this.platform) }),
+          created: '',
+        },
+        onBuild,
+      };
+    } catch (err) {
+      vertex.fail(err instanceof Error ? err.message : String(err));
+      return userError(this.file, from, err);
+    }
+  }
+
+  private async findBaseImage(reference: string, resolved: ResolvedStage): Promise<ResolvedImage> {
+    const platform = resolved.platform ? parsePlatform(resolved.platform) : this.platform;
+    try {
+      return await findImage(this.store, reference, platform);
+    } catch (err) {
+      if (err instanceof StrataError && err.code === 'NOT_FOUND') {
+        let name = reference;
+        try {
+          name = formatReference(parseReference(reference));
+        } catch {
+          // keep the text as written in the message
+        }
+        throw new StrataError(
+          'NOT_FOUND',
+          `${name}: image not found in the store (load it with \`strata load\`, or pull it first)`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  private async runStage(index: number): Promise<StageState> {
+    const resolved = this.resolved.stages[index] as ResolvedStage;
+    const instructions = resolved.stage.instructions;
+    const identity: StepIdentity = {
+      stageLabel: this.stageLabel(resolved),
+      number: 1,
+      total: instructions.filter((i) => i.kind !== 'ARG').length + 1,
+    };
+    const { state, onBuild } = await this.baseState(resolved, identity);
+    state.config.created = undefined;
+    const scope = new StageScope(this.resolved, this.options.buildArgs ?? {}, state.config.config?.Env ?? []);
+    const flags: StageFlags = { cmdSet: false };
+    const noCache = this.noCacheFor(resolved);
+    const triggers = onBuild.flatMap((expression) =>
+      parseDockerfile(expression, { file: `${this.file} (ONBUILD)` }).instructions.map((node) =>
+        parseInstruction(node, this.file),
+      ),
+    );
+    let number = 1;
+    for (const instruction of [...triggers, ...instructions]) {
+      if (instruction.kind === 'ARG') {
+        try {
+          scope.declareArgs(instruction);
+        } catch (err) {
+          userError(this.file, instruction, err);
+        }
+        continue;
+      }
+      number++;
+      await this.runStep(state, scope, flags, instruction, { ...identity, number }, noCache);
+    }
+    return state;
+  }
+
+  private async runStep(
+    state: StageState,
+    scope: StageScope,
+    flags: StageFlags,
+    instruction: Instruction,
+    identity: StepIdentity,
+    noCache: boolean,
+  ): Promise<void> {
+    let expanded: Instruction;
+    try {
+      expanded = expandInstruction(instruction, scope);
+    } catch (err) {
+      return userError(this.file, instruction, err);
+    }
+    const shell = state.config.config?.Shell ?? undefined;
+    const text = historyText(expanded, shell && shell.length > 0 ? shell : undefined);
+    if (applyMetadataStep(state, expanded, flags, scope)) {
+      // Dated when the image is written (finish): a cached rebuild then makes the same image.
+      state.config.history = [...(state.config.history ?? []), historyEntry(text, '', true)];
+      if (expanded.kind !== 'WORKDIR') return;
+    }
+    const name = `[${identity.stageLabel ? `${identity.stageLabel} ` : ''}${identity.number}/${identity.total}] ${instruction.original.trim()}`;
+    const vertex = this.vertex(name);
+    try {
+      const outcome = await this.filesystemStep(state, scope, expanded, noCache, vertex.log);
+      if (expanded.kind === 'WORKDIR') {
+        // The history entry was added above; a created directory turns it into a layer step.
+        const last = state.config.history?.at(-1);
+        if (last && outcome.layer) delete last.empty_layer;
+        if (last) last.created = outcome.created;
+      } else {
+        state.config.history = [
+          ...(state.config.history ?? []),
+          historyEntry(text, outcome.created, outcome.layer === undefined),
+        ];
+      }
+      vertex.done(outcome.cached);
+    } catch (err) {
+      vertex.fail(err instanceof Error ? err.message : String(err));
+      userError(this.file, instruction, err);
+    }
+  }
+
+  /** Runs (or takes from the cache) one step that may change files. */
+  private async filesystemStep(
+    state: StageState,
+    scope: StageScope,
+    instruction: Instruction,
+    noCache: boolean,
+    log: (stream: 1 | 2, data: Uint8Array | string) => void,
+  ): Promise<{ cached: boolean; created: string; layer?: Digest }> {
+    const prepared = await this.prepareStep(state, scope, instruction, log);
+    try {
+      const key = cacheKey({ parent: state.key, step: prepared.keyParts });
+      const hit = noCache ? undefined : await this.cache.get(key);
+      let record: CacheRecord;
+      if (hit) {
+        record = hit;
+        this.cached++;
+      } else {
+        record = await this.execute(state, prepared.execute, key);
+        this.executed++;
+      }
+      state.key = key;
+      if (record.layer) {
+        state.layers.push({
+          mediaType: MediaType.ociLayer,
+          digest: record.layer.diffId,
+          size: record.layer.size,
+        });
+        state.config.rootfs.diff_ids = [...state.config.rootfs.diff_ids, record.layer.diffId];
+      }
+      if (record.created > state.created) state.created = record.created;
+      return { cached: hit !== undefined, created: record.created, layer: record.layer?.diffId };
+    } finally {
+      await prepared.release();
+    }
+  }
+
+  private async execute(
+    state: StageState,
+    operation: (rootfs: string) => Promise<void>,
+    key: string,
+  ): Promise<CacheRecord> {
+    const { lowerDirs } = await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids);
+    const root = await mountStepRoot(this.store.root, lowerDirs);
+    try {
+      try {
+        await operation(root.merged);
+      } finally {
+        await root.unmount();
+      }
+      const created = creationTime();
+      const epoch = process.env.SOURCE_DATE_EPOCH;
+      const mtime = epoch !== undefined && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000) : undefined;
+      const layer = await commitLayer(this.store, root.upper, state.config.rootfs.diff_ids, {
+        lease: this.lease,
+        ...(mtime ? { mtime } : {}),
+      });
+      const record: CacheRecord = {
+        key,
+        created,
+        ...(layer ? { layer: { diffId: layer.diffId, size: layer.size } } : {}),
+      };
+      await this.cache.put(record);
+      return record;
+    } finally {
+      await rm(root.workDir, { recursive: true, force: true });
+    }
+  }
+
+  /** Works out a step's cache key parts and how to run it (without running it). */
+  private async prepareStep(
+    state: StageState,
+    scope: StageScope,
+    instruction: Instruction,
+    log: (stream: 1 | 2, data: Uint8Array | string) => void,
+  ): Promise<{
+    keyParts: unknown;
+    execute: (rootfs: string) => Promise<void>;
+    release: () => Promise<void>;
+  }> {
+    const config = state.config.config ?? {};
+    const workdir = config.WorkingDir || '/';
+    const user = config.User ?? '';
+    const nothing = async () => undefined;
+    switch (instruction.kind) {
+      case 'WORKDIR': {
+        const path = resolveWorkdir(undefined, config.WorkingDir ?? '/');
+        return {
+          keyParts: { op: 'mkdir', path, user },
+          execute: async (rootfs) => {
+            const target = await resolveInRoot(rootfs, path);
+            const owner: Owner | undefined = user === '' ? undefined : await resolveOwner(user, rootfs);
+            await mkdirOwned(rootfs, target, owner);
+          },
+          release: nothing,
+        };
+      }
+      case 'COPY':
+      case 'ADD':
+        return this.prepareCopy(state, instruction, workdir);
+      case 'RUN': {
+        const runner = this.options.runner;
+        if (!runner)
+          throw new StrataError('UNSUPPORTED', 'RUN needs a container runtime, and none is configured');
+        const shell = config.Shell && config.Shell.length > 0 ? config.Shell : ['/bin/sh', '-c'];
+        const args =
+          instruction.command.form === 'exec'
+            ? instruction.command.args
+            : [...shell, instruction.command.args.join(' ')];
+        const env = [...scope.runEnvironment()].map(([k, v]) => `${k}=${v}`);
+        const heredocs = instruction.command.heredocs.map((heredoc) => ({
+          path: heredoc.name,
+          data: heredoc.content,
+        }));
+        const network = instruction.network ?? 'default';
+        return {
+          keyParts: {
+            op: 'run',
+            args,
+            env,
+            user,
+            workdir,
+            network,
+            mounts: instruction.mounts,
+            heredocs,
+            security: instruction.security,
+          },
+          execute: (rootfs) =>
+            runner.run({
+              rootfs,
+              args,
+              env,
+              user,
+              workdir,
+              network,
+              heredocs,
+              mounts: instruction.mounts,
+              onOutput: log,
+            }),
+          release: nothing,
+        };
+      }
+      default:
+        throw new StrataError('INTERNAL', `${instruction.kind} is not a filesystem step`);
+    }
+  }
+
+  private async prepareCopy(
+    state: StageState,
+    instruction: Extract<Instruction, { kind: 'COPY' | 'ADD' }>,
+    workdir: string,
+  ): Promise<{
+    keyParts: unknown;
+    execute: (rootfs: string) => Promise<void>;
+    release: () => Promise<void>;
+  }> {
+    const from = instruction.kind === 'COPY' ? instruction.from : undefined;
+    let sourceRoot = resolve(this.options.context);
+    let sourceKey: string | undefined;
+    let release = async (): Promise<void> => undefined;
+    if (from !== undefined) {
+      const source = await this.copySource(from);
+      sourceRoot = source.root.path;
+      sourceKey = source.key;
+      release = () => source.root.release();
+    }
+    try {
+      const ignore = this.ignore;
+      const operands: SelectedOperand[] =
+        instruction.sources.length === 0
+          ? []
+          : await selectCopySources({
+              root: sourceRoot,
+              sourceIsContext: from === undefined,
+              sources: instruction.sources,
+              exclude: instruction.exclude,
+              ...(from === undefined && ignore ? { ignore: (path: string) => ignore.matches(path) } : {}),
+              parents: instruction.kind === 'COPY' ? instruction.parents : false,
+            });
+      const material = await this.sourceMaterial(operands, from === undefined);
+      const chown = instruction.chown;
+      const keyParts = {
+        op: instruction.kind,
+        dest: instruction.dest,
+        workdir,
+        chown,
+        chmod: instruction.chmod,
+        link: instruction.link,
+        parents: instruction.kind === 'COPY' ? instruction.parents : undefined,
+        exclude: instruction.exclude,
+        inline: instruction.inline.map((source) => [source.path, source.data]),
+        sources: material,
+        from: sourceKey,
+      };
+      return {
+        keyParts,
+        execute: async (rootfs) => {
+          const owner = chown === undefined ? undefined : await resolveOwner(chown, rootfs);
+          await applyCopy(operands, {
+            targetRoot: rootfs,
+            dest: instruction.dest,
+            workdir,
+            ...(owner ? { owner } : {}),
+            ...(instruction.chmod ? { chmod: instruction.chmod } : {}),
+            parents: instruction.kind === 'COPY' ? instruction.parents : false,
+            add: instruction.kind === 'ADD',
+            inline: instruction.inline.map((source) => ({ path: source.path, data: source.data })),
+          });
+        },
+        release,
+      };
+    } catch (err) {
+      await release();
+      throw err;
+    }
+  }
+
+  /** Key material of the selected sources: paths, types, modes and (context) content digests. */
+  private async sourceMaterial(operands: readonly SelectedOperand[], fromContext: boolean): Promise<unknown> {
+    const contextRoot = resolve(this.options.context);
+    return Promise.all(
+      operands.map(async (operand) => {
+        const entries: unknown[] = new Array(operand.entries.length);
+        await forEachLimited([...operand.entries.keys()], 16, async (i) => {
+          const entry = operand.entries[i] as SelectedOperand['entries'][number];
+          const { stats } = entry;
+          const common = [entry.relPath, stats.mode];
+          if (stats.isFile()) {
+            const digest = fromContext
+              ? await this.hasher.digest(entry.hostPath, relative(contextRoot, entry.hostPath), stats)
+              : undefined;
+            entries[i] = [...common, stats.size, digest ?? '', fromContext ? 0 : `${stats.uid}:${stats.gid}`];
+          } else if (stats.isSymbolicLink()) {
+            entries[i] = [...common, entry.linkTarget ?? ''];
+          } else {
+            entries[i] = [...common, fromContext ? 0 : `${stats.uid}:${stats.gid}`];
+          }
+        });
+        return { operand: operand.operand, dir: operand.isDirectory, entries };
+      }),
+    );
+  }
+
+  /** `COPY --from`: an earlier stage (by name or index) or an image; a read-only view of it. */
+  private async copySource(from: string): Promise<{ root: ReadOnlyRoot; key: string }> {
+    const lower = from.toLowerCase();
+    const stage =
+      this.resolved.model.stages.find((candidate) => candidate.name === lower) ??
+      (/^\d+$/.test(from) ? this.resolved.model.stages[Number(from)] : undefined);
+    let layers: Descriptor[];
+    let diffIds: Digest[];
+    let key: string;
+    if (stage) {
+      const state = await this.stage(stage.index);
+      layers = state.layers;
+      diffIds = state.config.rootfs.diff_ids;
+      key = state.key;
+    } else {
+      const image = await this.findBaseImage(
+        from,
+        this.resolved.stages[this.resolved.target] as ResolvedStage,
+      );
+      layers = image.manifest.layers;
+      diffIds = image.config.rootfs.diff_ids;
+      key = cacheKey({ image: image.id });
+    }
+    const { lowerDirs } = await unpackLayers(this.store, layers, diffIds);
+    return { root: await mountReadOnlyRoot(this.store.root, lowerDirs), key };
+  }
+
+  /** The final image: config, manifest and names. */
+  async finish(state: StageState): Promise<BuildResult> {
+    const config = cloneConfig(state.config);
+    const labels = this.options.labels ?? {};
+    if (Object.keys(labels).length > 0)
+      config.config = { ...config.config, Labels: { ...(config.config?.Labels ?? {}), ...labels } };
+    // The newest step result's time: a fully cached rebuild gives the identical image.
+    config.created =
+      process.env.SOURCE_DATE_EPOCH !== undefined || state.created === '' ? creationTime() : state.created;
+    for (const entry of config.history ?? []) if (entry.created === '') entry.created = config.created;
+    const ordered: ImageConfig = {
+      created: config.created,
+      ...(config.author ? { author: config.author } : {}),
+      architecture: config.architecture,
+      os: config.os,
+      ...(config.variant ? { variant: config.variant } : {}),
+      config: config.config ?? {},
+      rootfs: config.rootfs,
+      history: config.history ?? [],
+    };
+    const { target, configDigest } = await writeImage(this.store, ordered, state.layers, {
+      lease: this.lease,
+    });
+    const names = (this.options.tags ?? []).map((tag) => formatReference(parseReference(tag)));
+    if (names.length > 0) await setImageNames(this.store, [{ target, names }]);
+    return {
+      id: configDigest,
+      target,
+      names,
+      config: ordered,
+      layers: state.layers,
+      steps: { executed: this.executed, cached: this.cached },
+    };
+  }
+}
+
+/** Metadata instructions change only the config (WORKDIR also makes its directory). */
+function applyMetadataStep(
+  state: StageState,
+  instruction: Instruction,
+  flags: StageFlags,
+  scope: StageScope,
+): boolean {
+  const applied = applyMetadata(state.config, instruction, flags);
+  if (applied && instruction.kind === 'ENV') scope.setEnv(instruction.pairs);
+  return applied;
+}
+
+/** `mkdir -p` inside the rootfs; directories it creates belong to `owner` (WORKDIR under USER). */
+async function mkdirOwned(rootfs: string, target: string, owner: Owner | undefined): Promise<void> {
+  const missing: string[] = [];
+  for (let dir = target; dir.startsWith(`${rootfs}/`); dir = dirname(dir)) {
+    try {
+      if ((await stat(dir)).isDirectory()) break;
+      throw new StrataError(
+        'INVALID_ARGUMENT',
+        `cannot create directory ${posix.join('/', relative(rootfs, dir))}: a file is in the way`,
+      );
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+      missing.push(dir);
+    }
+  }
+  await mkdir(target, { recursive: true, mode: 0o755 });
+  if (owner) for (const dir of missing) await chown(dir, owner.uid, owner.gid);
+}
+
+function readDockerfileName(options: BuildOptions): { path: string | undefined; name: string } {
+  if (options.dockerfileText !== undefined) return { path: undefined, name: 'Dockerfile' };
+  const path =
+    options.dockerfile === undefined
+      ? join(options.context, 'Dockerfile')
+      : isAbsolute(options.dockerfile)
+        ? options.dockerfile
+        : resolve(options.dockerfile);
+  return { path, name: basename(path) === path ? path : relative(process.cwd(), path) || path };
+}
+
+/** Builds a Dockerfile into an image in `store` (the engine behind `strata build`). */
+export async function build(store: Store, options: BuildOptions): Promise<BuildResult> {
+  const { path: dockerfilePath, name } = readDockerfileName(options);
+  let text: string | Uint8Array;
+  const definition = options.progress
+    ? {
+        id: 'v0',
+        name: `[internal] load build definition from ${dockerfilePath ? basename(dockerfilePath) : 'Dockerfile'}`,
+      }
+    : undefined;
+  if (definition) options.progress?.emit({ type: 'vertex', ...definition, started: Date.now() });
+  if (options.dockerfileText !== undefined) text = options.dockerfileText;
+  else {
+    try {
+      text = await readFile(dockerfilePath as string);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT')
+        throw new StrataError(
+          'NOT_FOUND',
+          `failed to read dockerfile: open ${dockerfilePath}: no such file or directory`,
+        );
+      throw err;
+    }
+  }
+  try {
+    const contextStats = await stat(options.context);
+    if (!contextStats.isDirectory())
+      throw new StrataError('INVALID_ARGUMENT', `build context ${options.context} is not a directory`);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT')
+      throw new StrataError('NOT_FOUND', `unable to prepare context: path "${options.context}" not found`);
+    throw err;
+  }
+  const model = loadDockerfile(text, { file: name });
+  if (definition)
+    options.progress?.emit({ type: 'vertex', ...definition, started: Date.now(), completed: Date.now() });
+  const platform =
+    options.platform === undefined ? hostPlatform() : normalizePlatform(parsePlatform(options.platform));
+  const resolved = resolveBuild(model, {
+    buildArgs: options.buildArgs ?? {},
+    targetPlatform: platform,
+    buildPlatform: hostPlatform(),
+    ...(options.target === undefined ? {} : { target: options.target }),
+  });
+  const lease = store.lease();
+  const build = new Build(store, options, resolved, platform, lease);
+  try {
+    await build.prepareContext(options.context, dockerfilePath);
+    // Every needed stage starts now; each waits only for the stages it reads from.
+    const runs = resolved.needed.map((index) => build.stage(index));
+    await Promise.all(runs);
+    const final = await build.stage(resolved.target);
+    const result = await build.finish(final);
+    await build.saveContextCache();
+    return result;
+  } finally {
+    await build.releaseMounts();
+    await lease.release();
+  }
+}

@@ -1,0 +1,119 @@
+import type { Command } from 'commander';
+import { writeFile } from 'node:fs/promises';
+import { buffer } from 'node:stream/consumers';
+
+import type { CliContext } from './context.js';
+import { build, createProgress, isProgressMode, type BuildResult, type ProgressSink } from '../index.js';
+import { StrataError } from '../errors.js';
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** `K=V` pairs; a bare `K` takes its value from the environment (as `docker build` does). */
+function keyValues(entries: readonly string[], flag: string, fromEnv: boolean): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const entry of entries) {
+    const eq = entry.indexOf('=');
+    if (eq === 0) throw new StrataError('INVALID_ARGUMENT', `invalid ${flag} "${entry}": the name is empty`);
+    if (eq < 0) {
+      if (!fromEnv)
+        throw new StrataError('INVALID_ARGUMENT', `invalid ${flag} "${entry}": expected KEY=VALUE`);
+      const value = process.env[entry];
+      if (value !== undefined) result[entry] = value;
+      continue;
+    }
+    result[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return result;
+}
+
+interface BuildFlags {
+  tag: string[];
+  file?: string;
+  buildArg: string[];
+  target?: string;
+  quiet?: boolean;
+  cache: boolean;
+  /** `--no-cache-filter` (commander files `--no-*` options under the positive name). */
+  cacheFilter: string[];
+  label: string[];
+  platform?: string;
+  progress: string;
+  iidfile?: string;
+  metadataFile?: string;
+  pull?: boolean;
+}
+
+function metadata(result: BuildResult): string {
+  return `${JSON.stringify(
+    {
+      'containerimage.config.digest': result.id,
+      'containerimage.digest': result.target.digest,
+      'containerimage.descriptor': result.target,
+      ...(result.names.length > 0 ? { 'image.name': result.names.join(',') } : {}),
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+export function registerBuildCommands(program: Command, ctx: CliContext): void {
+  program
+    .command('build')
+    .description('Build an image from a Dockerfile (BuildKit semantics, no daemon)')
+    .argument('<path>', 'build context directory')
+    .option('-t, --tag <name>', 'name the image (repeatable)', collect, [])
+    .option('-f, --file <path>', 'Dockerfile (default: PATH/Dockerfile; - reads STDIN)')
+    .option('--build-arg <key=value>', 'set a build argument (repeatable)', collect, [])
+    .option('--target <stage>', 'build this stage (default: the last one)')
+    .option('-q, --quiet', 'print only the image ID')
+    .option('--no-cache', 'do not use the build cache')
+    .option('--no-cache-filter <stage>', 'do not use the cache for this stage (repeatable)', collect, [])
+    .option('--label <key=value>', 'set a label on the image (repeatable)', collect, [])
+    .option('--platform <os/arch[/variant]>', 'platform of the image')
+    .option('--progress <mode>', 'auto, tty, plain, rawjson or quiet', 'auto')
+    .option('--iidfile <file>', 'write the image ID to this file')
+    .option('--metadata-file <file>', 'write build result metadata (JSON) to this file')
+    .option('--pull', 'accepted for docker compatibility: base images come from the store')
+    .action(async (context: string, flags: BuildFlags) => {
+      if (!isProgressMode(flags.progress)) {
+        throw new StrataError(
+          'INVALID_ARGUMENT',
+          `invalid --progress "${flags.progress}": expected auto, tty, plain, rawjson or quiet`,
+        );
+      }
+      const store = await ctx.openStore();
+      const progress: ProgressSink = createProgress(flags.quiet ? 'quiet' : flags.progress, ctx.stderr);
+      let result: BuildResult;
+      try {
+        result = await build(store, {
+          context,
+          ...(flags.file === '-'
+            ? { dockerfileText: await buffer(process.stdin) }
+            : flags.file === undefined
+              ? {}
+              : { dockerfile: flags.file }),
+          buildArgs: keyValues(flags.buildArg, '--build-arg', true),
+          ...(flags.target === undefined ? {} : { target: flags.target }),
+          tags: flags.tag,
+          labels: keyValues(flags.label, '--label', false),
+          ...(flags.platform === undefined ? {} : { platform: flags.platform }),
+          noCache: !flags.cache,
+          noCacheFilter: flags.cacheFilter
+            .flatMap((entry) => entry.split(','))
+            .filter((entry) => entry !== ''),
+          progress,
+        });
+      } finally {
+        await progress.close();
+      }
+      if (flags.iidfile) await writeFile(flags.iidfile, result.id);
+      if (flags.metadataFile) await writeFile(flags.metadataFile, metadata(result));
+      if (flags.quiet) ctx.print(result.id);
+      else {
+        for (const name of result.names) ctx.warn(`naming to ${name} done`);
+        ctx.warn(`writing image ${result.id} done`);
+      }
+    });
+}
