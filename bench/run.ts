@@ -6,3 +6,5 @@ if (only === undefined || only === 'save-load') await benchSaveLoad();
 if (only === undefined || only === 'compression') await import('./compression.js');
 if (only === undefined || only === 'dockerfile-parse')
   await (await import('./dockerfile-parse.js')).benchDockerfileParse();
+if (only === undefined || only === 'context-walk')
+  await (await import('./context-walk.js')).benchContextWalk();

@@ -44,7 +44,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { createReadStream, createWriteStream, type Dirent, type Stats } from 'node:fs';
 import {
   chmod,
   copyFile,
@@ -65,7 +65,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { posix } from 'node:path';
+import { join, posix } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -281,6 +281,31 @@ class SourceSelector {
     return found;
   }
 
+  /** Every visible directory below `candidate` (not following symlinks), depth first, sorted. */
+  async #directoriesBelow(candidate: string): Promise<string[]> {
+    const found: string[] = [];
+    const directory = await resolveInRoot(this.#root, candidate);
+    let entries: Dirent[];
+    try {
+      entries = await readdir(directory, { withFileTypes: true });
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return found;
+      throw err;
+    }
+    for (const entry of entries.filter((e) => e.isDirectory()).sort((a, b) => compareNames(a.name, b.name))) {
+      const path = posix.join(candidate, entry.name);
+      const stats = await statOrUndefined(join(directory, entry.name));
+      if (
+        stats === undefined ||
+        !(await this.#visible(this.#relativeToRoot(join(directory, entry.name)), stats))
+      )
+        continue;
+      found.push(path, ...(await this.#directoriesBelow(path)));
+    }
+    return found;
+  }
+
   /** The root-relative paths (as written, symlinks not yet followed) a source names. */
   async #expand(relativePath: string): Promise<string[]> {
     if (!containsWildcards(relativePath)) return [relativePath];
@@ -288,6 +313,14 @@ class SourceSelector {
     for (const component of relativePath.split('/')) {
       if (!containsWildcards(component)) {
         candidates = candidates.map((candidate) => posix.join(candidate, component));
+        continue;
+      }
+      if (component === '**') {
+        // Any depth, including none: each candidate and every visible directory below it.
+        const next: string[] = [];
+        for (const candidate of candidates)
+          next.push(candidate, ...(await this.#directoriesBelow(candidate)));
+        candidates = next;
         continue;
       }
       const glob = compileComponentGlob(component);
@@ -569,6 +602,8 @@ class CopyWriter {
   readonly #options: ApplyOptions;
   readonly #modeChange: ModeChange | undefined;
   readonly #deferred: DeferredDirectory[] = [];
+  /** Placing the contents of an ADD archive (see #placeDirectory). */
+  #extracting = false;
   /** Source inode → destination path, so hard links between copied files stay hard links. */
   readonly #linked = new Map<string, string>();
 
@@ -605,12 +640,12 @@ class CopyWriter {
   }
 
   /**
-   * Makes `imagePath` (absolute inside the image) an existing directory, following symlinks
+   * Makes `directory` (absolute inside the image) an existing directory, following symlinks
    * inside the root and creating what is missing as 0755 owned by the `--chown` owner or root.
    * Returns its host path.
    */
-  async ensureDirectory(imagePath: string): Promise<string> {
-    const resolved = await resolveInRoot(this.#root, imagePath);
+  async #ensureDirectory(directory: string): Promise<string> {
+    const resolved = await resolveInRoot(this.#root, directory);
     const relative = posix.relative(this.#root, resolved);
     let current = this.#root;
     const owner = this.#options.owner ?? { uid: 0, gid: 0 };
@@ -656,7 +691,7 @@ class CopyWriter {
     }
     // BuildKit creates a directory-syntax destination up front (MkdirAll with the chown owner).
     if (isDirectorySyntax(options.dest) || options.parents === true)
-      await this.ensureDirectory(destImagePath);
+      await this.#ensureDirectory(destImagePath);
 
     for (const operand of operands) {
       if (options.add && !operand.isDirectory && operand.entries[0]?.stats.isFile()) {
@@ -690,7 +725,7 @@ class CopyWriter {
     if (this.#options.parents === true && operand.parentDirs !== undefined) {
       await this.#createParents(destImagePath, operand);
     }
-    const parentHost = await this.ensureDirectory(parentImagePath);
+    const parentHost = await this.#ensureDirectory(parentImagePath);
     const directories = new Map<string, string>();
     // The operand's own target: a directory operand whose target already is a directory merges.
     const targetHost =
@@ -719,7 +754,7 @@ class CopyWriter {
 
   /** `--parents`: the source directories between the pivot and the operand, when missing. */
   async #createParents(destImagePath: string, operand: SelectedOperand): Promise<void> {
-    let parentHost = await this.ensureDirectory(destImagePath);
+    let parentHost = await this.#ensureDirectory(destImagePath);
     for (const dir of operand.parentDirs ?? []) {
       parentHost = await this.#placeDirectory(
         dir,
@@ -746,7 +781,16 @@ class CopyWriter {
       this.#deferred.push({ path: target, mode: this.#modeFor(entry.stats), mtime: entry.stats.mtime });
       return target;
     }
-    if (existing.isDirectory()) return target;
+    if (existing.isDirectory()) {
+      // Extracting an archive applies its directory entries to directories already there
+      // (Docker's untar does); a plain copy merges into them and leaves them as they are.
+      if (this.#extracting && entry.relPath !== '') {
+        const owner = this.#ownerFor(entry.stats, preserveOwnership);
+        await lchown(target, owner.uid, owner.gid);
+        this.#deferred.push({ path: target, mode: this.#modeFor(entry.stats), mtime: entry.stats.mtime });
+      }
+      return target;
+    }
     if (existing.isSymbolicLink()) {
       const resolved = await resolveInRoot(this.#root, this.#imagePath(target));
       if ((await statOrUndefined(resolved))?.isDirectory()) return resolved;
@@ -828,12 +872,17 @@ class CopyWriter {
       const [extracted] = await selectCopySources({ root: unpacked, sourceIsContext: false, sources: ['/'] });
       if (extracted === undefined) return;
       // The archive's contents go into the destination, which is a directory even without a `/`.
-      await this.ensureDirectory(destImagePath);
-      await this.#copyOperand(
-        { ...extracted, operand: operand.operand, destName: '', preserveOwnership: true },
-        destImagePath,
-        true,
-      );
+      await this.#ensureDirectory(destImagePath);
+      this.#extracting = true;
+      try {
+        await this.#copyOperand(
+          { ...extracted, operand: operand.operand, destName: '', preserveOwnership: true },
+          destImagePath,
+          true,
+        );
+      } finally {
+        this.#extracting = false;
+      }
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
@@ -845,7 +894,7 @@ class CopyWriter {
     destIsDirectory: boolean,
   ): Promise<void> {
     const targetImagePath = destIsDirectory ? imagePath(destImagePath, file.path) : destImagePath;
-    const parentHost = await this.ensureDirectory(posix.dirname(targetImagePath));
+    const parentHost = await this.#ensureDirectory(posix.dirname(targetImagePath));
     const target = posix.join(parentHost, posix.basename(targetImagePath));
     await this.#clearTarget(target);
     await writeFile(target, file.data);

@@ -59,6 +59,12 @@ export function commandArgs(
   return command.form === 'exec' ? [...command.args] : [...shell, command.args.join(' ')];
 }
 
+/** `CMD []` leaves the field out, as BuildKit's omitempty does. */
+function setCommand(config: ContainerConfig, field: 'Cmd' | 'Entrypoint', args: string[]): void {
+  if (args.length === 0) delete config[field];
+  else config[field] = args;
+}
+
 /** Per-stage facts that are not in the config but change how instructions apply. */
 export interface StageFlags {
   /** A CMD was given in this stage (an ENTRYPOINT then keeps it). */
@@ -103,12 +109,12 @@ export function applyMetadata(image: ImageConfig, instruction: Instruction, flag
       }
       return true;
     case 'CMD':
-      config.Cmd = commandArgs(instruction.command, shell);
+      setCommand(config, 'Cmd', commandArgs(instruction.command, shell));
       flags.cmdSet = true;
       return true;
     case 'ENTRYPOINT':
-      config.Entrypoint = commandArgs(instruction.command, shell);
-      if (!flags.cmdSet) config.Cmd = null;
+      setCommand(config, 'Entrypoint', commandArgs(instruction.command, shell));
+      if (!flags.cmdSet) delete config.Cmd;
       return true;
     case 'STOPSIGNAL':
       config.StopSignal = instruction.signal;

@@ -31,7 +31,7 @@ import { findImage, type ResolvedImage } from '../image/resolve.js';
 import { unpackLayers } from '../image/unpack.js';
 import { creationTime, writeImage } from '../image/create.js';
 import { setImageNames } from '../image/names.js';
-import { BuildCache, cacheKey, type CacheRecord } from './cache.js';
+import { cacheKey, type BuildCache, type CacheRecord } from '../store/index.js';
 import { ContextHasher, forEachLimited } from './context-hash.js';
 import { applyCopy, selectCopySources, type SelectedOperand } from './copy.js';
 import { resolveInRoot, resolveOwner, type Owner } from './users.js';
@@ -100,6 +100,15 @@ export interface StepRunner {
   run(request: RunRequest): Promise<void>;
 }
 
+/** A step ready to run: its cache key material and how to run it on a root filesystem. */
+interface StepPlan {
+  keyParts: unknown;
+  execute: (rootfs: string) => Promise<void>;
+  release: () => Promise<void>;
+  /** Runs on an empty root and does not depend on the layers below (COPY --link). */
+  independent?: boolean;
+}
+
 /** One stage's state while it is built, and its result when done. */
 interface StageState {
   config: ImageConfig;
@@ -146,7 +155,7 @@ class Build {
     private readonly platform: Platform,
     private readonly lease: Lease,
   ) {
-    this.cache = new BuildCache(store);
+    this.cache = store.buildCache;
   }
 
   private get file(): string {
@@ -232,7 +241,8 @@ class Build {
           architecture: this.platform.architecture,
           os: this.platform.os,
           ...(this.platform.variant ? { variant: this.platform.variant } : {}),
-          config: { Env: [`PATH=${DEFAULT_PATH}`] },
+          // BuildKit's empty image: WorkingDir / and the default PATH.
+          config: { Env: [`PATH=${DEFAULT_PATH}`], WorkingDir: '/' },
           rootfs: { type: 'layers', diff_ids: [] },
           history: [],
         };
@@ -251,7 +261,10 @@ class Build {
         const parent = await this.stage(base.stage);
         vertex.done(true);
         const config = cloneConfig(parent.config);
-        return { state: { ...parent, config, layers: [...parent.layers] }, onBuild: [] };
+        // A stage used as a base runs its ONBUILD triggers too (BuildKit), then forgets them.
+        const onBuild = config.config?.OnBuild ?? [];
+        if (config.config) delete config.config.OnBuild;
+        return { state: { ...parent, config, layers: [...parent.layers] }, onBuild };
       }
       const image = await this.findBaseImage(base.reference, resolved);
       const config = cloneConfig(image.config);
@@ -259,7 +272,7 @@ class Build {
       if (getEnv(config.config, 'PATH') === undefined)
         config.config.Env = [...(config.config.Env ?? []), `PATH=${DEFAULT_PATH}`];
       const onBuild = config.config.OnBuild ?? [];
-      config.config.OnBuild = null;
+      delete config.config.OnBuild;
       config.history ??= [];
       vertex.done(true);
       return {
@@ -385,17 +398,21 @@ class Build {
   ): Promise<{ cached: boolean; created: string; layer?: Digest }> {
     const prepared = await this.prepareStep(state, scope, instruction, log);
     try {
-      const key = cacheKey({ parent: state.key, step: prepared.keyParts });
+      // A linked step (COPY --link) does not depend on the layers below it: its record can be
+      // reused on top of any parent, and only the stage's running key chains it.
+      const key = prepared.independent
+        ? cacheKey({ linked: prepared.keyParts })
+        : cacheKey({ parent: state.key, step: prepared.keyParts });
       const hit = noCache ? undefined : await this.cache.get(key);
       let record: CacheRecord;
       if (hit) {
         record = hit;
         this.cached++;
       } else {
-        record = await this.execute(state, prepared.execute, key);
+        record = await this.execute(state, prepared.execute, key, prepared.independent === true);
         this.executed++;
       }
-      state.key = key;
+      state.key = prepared.independent ? cacheKey({ parent: state.key, linked: key }) : key;
       if (record.layer) {
         state.layers.push({
           mediaType: MediaType.ociLayer,
@@ -415,8 +432,11 @@ class Build {
     state: StageState,
     operation: (rootfs: string) => Promise<void>,
     key: string,
+    onEmptyRoot: boolean,
   ): Promise<CacheRecord> {
-    const { lowerDirs } = await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids);
+    const lowerDirs = onEmptyRoot
+      ? []
+      : (await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids)).lowerDirs;
     const root = await mountStepRoot(this.store.root, lowerDirs);
     try {
       try {
@@ -449,11 +469,7 @@ class Build {
     scope: StageScope,
     instruction: Instruction,
     log: (stream: 1 | 2, data: Uint8Array | string) => void,
-  ): Promise<{
-    keyParts: unknown;
-    execute: (rootfs: string) => Promise<void>;
-    release: () => Promise<void>;
-  }> {
+  ): Promise<StepPlan> {
     const config = state.config.config ?? {};
     const workdir = config.WorkingDir || '/';
     const user = config.User ?? '';
@@ -465,7 +481,8 @@ class Build {
           keyParts: { op: 'mkdir', path, user },
           execute: async (rootfs) => {
             const target = await resolveInRoot(rootfs, path);
-            const owner: Owner | undefined = user === '' ? undefined : await resolveOwner(user, rootfs);
+            const owner: Owner | undefined =
+              user === '' ? undefined : await resolveOwner(user, rootfs, { numericUserGroup: 'run' });
             await mkdirOwned(rootfs, target, owner);
           },
           release: nothing,
@@ -525,11 +542,7 @@ class Build {
     state: StageState,
     instruction: Extract<Instruction, { kind: 'COPY' | 'ADD' }>,
     workdir: string,
-  ): Promise<{
-    keyParts: unknown;
-    execute: (rootfs: string) => Promise<void>;
-    release: () => Promise<void>;
-  }> {
+  ): Promise<StepPlan> {
     const from = instruction.kind === 'COPY' ? instruction.from : undefined;
     let sourceRoot = resolve(this.options.context);
     let sourceKey: string | undefined;
@@ -550,7 +563,12 @@ class Build {
               sourceIsContext: from === undefined,
               sources: instruction.sources,
               exclude: instruction.exclude,
-              ...(from === undefined && ignore ? { ignore: (path: string) => ignore.matches(path) } : {}),
+              ...(from === undefined && ignore
+                ? {
+                    ignore: (path: string) => ignore.matches(path),
+                    canSkipIgnoredDirectory: (path: string) => ignore.canSkipDirectory(path),
+                  }
+                : {}),
               parents: instruction.kind === 'COPY' ? instruction.parents : false,
             });
       const material = await this.sourceMaterial(operands, from === undefined);
@@ -570,8 +588,15 @@ class Build {
       };
       return {
         keyParts,
+        independent: instruction.link,
         execute: async (rootfs) => {
-          const owner = chown === undefined ? undefined : await resolveOwner(chown, rootfs);
+          // A linked copy runs on an empty root, but names in --chown are the stage's users.
+          const owner =
+            chown === undefined
+              ? undefined
+              : instruction.link && /[^\d:]/.test(chown)
+                ? await this.withStageRoot(state, (stageRoot) => resolveOwner(chown, stageRoot))
+                : await resolveOwner(chown, rootfs);
           await applyCopy(operands, {
             targetRoot: rootfs,
             dest: instruction.dest,
@@ -580,6 +605,7 @@ class Build {
             ...(instruction.chmod ? { chmod: instruction.chmod } : {}),
             parents: instruction.kind === 'COPY' ? instruction.parents : false,
             add: instruction.kind === 'ADD',
+            scratchDir: join(this.store.root, 'build', 'tmp'),
             inline: instruction.inline.map((source) => ({ path: source.path, data: source.data })),
           });
         },
@@ -588,6 +614,17 @@ class Build {
     } catch (err) {
       await release();
       throw err;
+    }
+  }
+
+  /** Runs `work` with a read-only view of the stage's filesystem as it is now. */
+  private async withStageRoot<T>(state: StageState, work: (root: string) => Promise<T>): Promise<T> {
+    const { lowerDirs } = await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids);
+    const root = await mountReadOnlyRoot(this.store.root, lowerDirs);
+    try {
+      return await work(root.path);
+    } finally {
+      await root.release();
     }
   }
 

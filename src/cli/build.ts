@@ -5,6 +5,8 @@ import { buffer } from 'node:stream/consumers';
 import type { CliContext } from './context.js';
 import { build, createProgress, isProgressMode, type BuildResult, type ProgressSink } from '../index.js';
 import { StrataError } from '../errors.js';
+import { confirm } from './prompt.js';
+import { humanSize } from './units.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -115,5 +117,22 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
         for (const name of result.names) ctx.warn(`naming to ${name} done`);
         ctx.warn(`writing image ${result.id} done`);
       }
+    });
+}
+
+export function registerBuilderCommands(program: Command, ctx: CliContext): void {
+  const builder = program.command('builder').description('Manage the build cache');
+  builder
+    .command('prune')
+    .description('Remove the build cache (and the layers only it kept)')
+    .option('-a, --all', 'accepted for docker compatibility: all cache is removed')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .action(async (options: { force?: boolean }) => {
+      if (!options.force && !(await confirm(ctx, 'WARNING! This will remove all build cache.\n'))) return;
+      const store = await ctx.openStore();
+      const records = await store.buildCache.clear();
+      const report = await store.collectGarbage();
+      ctx.print(`Deleted build cache records: ${records}`);
+      ctx.print(`Total reclaimed space: ${humanSize(report.bytesFreed)}`);
     });
 }

@@ -4,7 +4,7 @@ import { CliContext } from './context.js';
 import { registerImageCommands } from './image.js';
 import { registerSystemCommands } from './system.js';
 import { registerDockerfileCommands } from './dockerfile.js';
-import { registerBuildCommands } from './build.js';
+import { registerBuildCommands, registerBuilderCommands } from './build.js';
 
 export function createProgram(context?: CliContext): { program: Command; context: CliContext } {
   const program = new Command('strata');
@@ -23,6 +23,7 @@ export function createProgram(context?: CliContext): { program: Command; context
   registerSystemCommands(program, ctx);
   registerDockerfileCommands(program, ctx);
   registerBuildCommands(program, ctx);
+  registerBuilderCommands(program, ctx);
   for (const command of program.commands) applyExitOverride(command);
   return { program, context: ctx };
 }

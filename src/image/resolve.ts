@@ -155,8 +155,10 @@ export async function findImage(store: Store, text: string, platform?: Platform)
       if (byDigest) return byDigest;
     }
   }
-  const hex = hexOf(text.toLowerCase());
-  if (/^[a-f0-9]{1,128}$/.test(hex) && (hex.length >= 4 || text.includes(':'))) {
+  // An ID is bare hex or `sha256:<hex>`; `name:1` is a tag, never an ID prefix.
+  const idText = /^(?:sha256:|sha512:)?[a-f0-9]{1,128}$/i.test(text) ? text.toLowerCase() : '';
+  const hex = hexOf(idText);
+  if (hex !== '' && (hex.length >= 4 || idText.includes(':'))) {
     const matches = all.filter(
       (image) => hexOf(image.id).startsWith(hex) || hexOf(image.target.digest).startsWith(hex),
     );

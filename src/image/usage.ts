@@ -44,6 +44,12 @@ export async function diskUsage(store: Store): Promise<DiskUsage> {
     total += size;
     if (!kept.has(digest)) reclaimable += size;
   }
+  const cacheRecords = await store.buildCache.list();
+  // Layers only the cache keeps (an image's layer is counted with the image).
+  const cacheSize = cacheRecords.reduce(
+    (sum, record) => sum + (record.layer && !kept.has(record.layer.diffId) ? record.layer.size : 0),
+    0,
+  );
   const snapshots = await store.snapshots.list();
   const snapshotSize = snapshots.reduce((sum, snapshot) => sum + (snapshot.size ?? 0), 0);
   const activeSnapshots = snapshots.filter((snapshot) => keptChains.has(snapshot.chainId));
@@ -60,14 +66,20 @@ export async function diskUsage(store: Store): Promise<DiskUsage> {
       size: snapshotSize,
       reclaimable: snapshotSize - activeSnapshots.reduce((sum, snapshot) => sum + (snapshot.size ?? 0), 0),
     },
-    buildCache: { count: 0, active: 0, size: 0, reclaimable: 0 },
+    buildCache: {
+      count: cacheRecords.length,
+      active: 0,
+      size: cacheSize,
+      reclaimable: cacheSize,
+    },
   };
 }
 
 /**
- * `system prune`: dangling (or, with `all`, every) image and every unreferenced blob and snapshot
- * (the image prune ends with a full collection). The build cache joins this when builds exist.
+ * `system prune`: the build cache, then dangling (or, with `all`, every) image and every
+ * unreferenced blob and snapshot (the image prune ends with a full collection).
  */
-export function pruneSystem(store: Store, options: { all?: boolean } = {}): Promise<RemovalReport> {
+export async function pruneSystem(store: Store, options: { all?: boolean } = {}): Promise<RemovalReport> {
+  await store.buildCache.clear();
   return pruneImages(store, options);
 }

@@ -1,3 +1,5 @@
+import { MediaType } from '../oci/mediatypes.js';
+import type { BuildCache } from './build-cache.js';
 import { dirname } from 'node:path';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
@@ -55,6 +57,7 @@ export interface GcReport {
 
 export interface GcStore {
   content: ContentStore;
+  buildCache: BuildCache;
   images: ImageNames;
   snapshots: SnapshotStore;
   leases: Leases;
@@ -99,6 +102,11 @@ export async function collectGarbage(store: GcStore, options: GcOptions = {}): P
   await store.images.withLock((records) =>
     withFileLock(store.leases.gcLockPath, async () => {
       const roots: Descriptor[] = records.map((record) => record.target);
+      // Build cache records keep their layers (their snapshots can be unpacked again from them).
+      for (const record of await store.buildCache.list()) {
+        if (record.layer)
+          roots.push({ mediaType: MediaType.ociLayer, digest: record.layer.diffId, size: record.layer.size });
+      }
       for (const root of options.extraRoots ?? []) {
         roots.push(typeof root === 'string' ? { mediaType: '', digest: root, size: 0 } : root);
       }

@@ -1,3 +1,4 @@
+import { BuildCache } from './build-cache.js';
 import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { StrataError, errnoCode } from '../errors.js';
@@ -16,6 +17,7 @@ export {
   type IngestExpectation,
   type IngestSource,
 } from './content.js';
+export { BuildCache, cacheKey, stableJson, type CacheRecord, type CachedLayer } from './build-cache.js';
 export { ImageNames, type ImageMap, type ImageRecord } from './images.js';
 export { SnapshotStore, chainIds, type PrepareMeta, type SnapshotInfo } from './snapshots.js';
 export { Lease, Leases, snapshotLeaseKey, type LeaseKind } from './lease.js';
@@ -54,6 +56,7 @@ export class Store {
   readonly content: ContentStore;
   readonly images: ImageNames;
   readonly snapshots: SnapshotStore;
+  readonly buildCache: BuildCache;
 
   private constructor(
     readonly root: string,
@@ -64,6 +67,7 @@ export class Store {
     this.content = new ContentStore(root, { leases: this.leases });
     this.images = new ImageNames(root);
     this.snapshots = new SnapshotStore(root, { leases: this.leases, durable: options.durableSnapshots });
+    this.buildCache = new BuildCache(this.layout.cache, this.content);
   }
 
   /** Opens the store at `root`, creating its directories when missing. */

@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { Store } from '../store/index.js';
-import { writeFileAtomic } from '../store/atomic.js';
+import type { ContentStore } from './content.js';
+import { writeFileAtomic } from './atomic.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { errnoCode } from '../errors.js';
 
@@ -59,8 +59,11 @@ function isRecord(value: unknown, key: string): value is CacheRecord {
 export class BuildCache {
   readonly dir: string;
 
-  constructor(private readonly store: Store) {
-    this.dir = join(store.layout.cache, 'records');
+  constructor(
+    cacheDir: string,
+    private readonly content: ContentStore,
+  ) {
+    this.dir = join(cacheDir, 'records');
   }
 
   private pathOf(key: string): string {
@@ -84,7 +87,7 @@ export class BuildCache {
       return undefined; // a damaged record is a miss; the next write replaces it
     }
     if (!isRecord(value, key)) return undefined;
-    if (value.layer && !(await this.store.content.has(value.layer.diffId))) return undefined;
+    if (value.layer && !(await this.content.has(value.layer.diffId))) return undefined;
     return value;
   }
 

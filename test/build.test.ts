@@ -1,0 +1,250 @@
+/**
+ * `strata build` end to end: the real CLI, a real store, overlayfs steps, the persistent cache.
+ * Base image: busybox made from Debian's busybox-static by scripts/test-images.sh.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { busyboxStore, run, strata, strataOk, tempDir } from './helpers/cli.js';
+
+async function writeTree(root: string, files: Record<string, string>): Promise<void> {
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(join(root, path, '..'), { recursive: true });
+    await writeFile(join(root, path), content);
+  }
+}
+
+/** Step outcomes from `--progress plain`: the names of steps that ran and that were cached. */
+function steps(stderr: string): { ran: string[]; cached: string[] } {
+  const names = new Map<string, string>();
+  const ran: string[] = [];
+  const cached: string[] = [];
+  for (const line of stderr.split('\n')) {
+    const header = /^#(\d+) (\[.*)$/.exec(line);
+    if (header) names.set(header[1] as string, header[2] as string);
+    const done = /^#(\d+) (DONE|CACHED)/.exec(line);
+    const name = done ? names.get(done[1] as string) : undefined;
+    if (!done || !name || !/\] (COPY|ADD|RUN|WORKDIR)/.test(name)) continue;
+    (done[2] === 'CACHED' ? cached : ran).push(name.replace(/^\[[^\]]*\] /, ''));
+  }
+  return { ran, cached };
+}
+
+describe('strata build (real CLI, store, overlayfs, cache)', () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  let root: string;
+
+  before(async () => {
+    dir = await tempDir('build');
+    ({ root } = await busyboxStore(dir.path));
+  });
+  after(async () => dir.cleanup());
+
+  test('builds, then a second build reuses every step and makes the identical image', async () => {
+    const context = join(dir.path, 'ctx-cache');
+    await writeTree(context, {
+      Dockerfile:
+        'FROM busybox\nWORKDIR /app\nCOPY deps.txt ./\nCOPY src/ ./src/\nENV MODE=prod\nCMD ["cat", "/app/src/main.txt"]\n',
+      'deps.txt': 'deps\n',
+      'src/main.txt': 'v1\n',
+    });
+    const first = await strataOk(root, [
+      'build',
+      '--progress',
+      'plain',
+      '--iidfile',
+      join(dir.path, 'iid1'),
+      '-t',
+      'cache/app',
+      context,
+    ]);
+    assert.deepEqual(steps(first.stderr).cached, []);
+    assert.deepEqual(steps(first.stderr).ran, ['WORKDIR /app', 'COPY deps.txt ./', 'COPY src/ ./src/']);
+    const second = await strataOk(root, [
+      'build',
+      '--progress',
+      'plain',
+      '--iidfile',
+      join(dir.path, 'iid2'),
+      '-t',
+      'cache/app',
+      context,
+    ]);
+    assert.deepEqual(steps(second.stderr).ran, []);
+    assert.equal(steps(second.stderr).cached.length, 3);
+    assert.equal(
+      await readFile(join(dir.path, 'iid1'), 'utf8'),
+      await readFile(join(dir.path, 'iid2'), 'utf8'),
+    );
+
+    // Touching without changing content keeps the cache (content digests, like BuildKit).
+    await utimes(join(context, 'src/main.txt'), new Date(), new Date(Date.now() + 5000));
+    assert.deepEqual(steps((await strataOk(root, ['build', '--progress', 'plain', context])).stderr).ran, []);
+
+    // Changing one file re-runs exactly the steps that depend on it.
+    await writeFile(join(context, 'src/main.txt'), 'v2\n');
+    const third = await strataOk(root, ['build', '--progress', 'plain', '-t', 'cache/app', context]);
+    assert.deepEqual(steps(third.stderr).ran, ['COPY src/ ./src/']);
+    assert.deepEqual(steps(third.stderr).cached, ['WORKDIR /app', 'COPY deps.txt ./']);
+
+    const exported = await run('sh', [
+      '-c',
+      `bin/strata --root ${root} export cache/app | tar -xOf - app/src/main.txt`,
+    ]);
+    assert.equal(exported.stdout, 'v2\n');
+    const inspect = JSON.parse((await strataOk(root, ['image', 'inspect', 'cache/app'])).stdout) as Array<{
+      Config: { Env: string[]; Cmd: string[]; WorkingDir: string };
+    }>;
+    assert.ok(inspect[0]?.Config.Env.includes('MODE=prod'));
+    assert.deepEqual(inspect[0]?.Config.Cmd, ['cat', '/app/src/main.txt']);
+    assert.equal(inspect[0]?.Config.WorkingDir, '/app');
+  });
+
+  test('the cache survives image removal and GC; builder prune drops it', async () => {
+    const context = join(dir.path, 'ctx-prune');
+    await writeTree(context, { Dockerfile: 'FROM busybox\nCOPY a /a\n', a: 'a\n' });
+    await strataOk(root, ['build', '-q', '-t', 'prune/app', context]);
+    await strataOk(root, ['rmi', 'prune/app']);
+    await strataOk(root, ['image', 'prune', '-f']);
+    assert.deepEqual(steps((await strataOk(root, ['build', '--progress', 'plain', context])).stderr).ran, []);
+    const pruned = await strataOk(root, ['builder', 'prune', '-f']);
+    assert.match(pruned.stdout, /Deleted build cache records: [1-9]/);
+    assert.deepEqual(steps((await strataOk(root, ['build', '--progress', 'plain', context])).stderr).ran, [
+      'COPY a /a',
+    ]);
+  });
+
+  test('two concurrent builds sharing one cache both succeed with the same image', async () => {
+    const context = join(dir.path, 'ctx-concurrent');
+    const files: Record<string, string> = {
+      Dockerfile: 'FROM busybox\nCOPY a/ /a/\nCOPY b/ /b/\nLABEL built=yes\n',
+    };
+    for (let i = 0; i < 200; i++) files[`a/f${i}`] = `a${i}\n`.repeat(50);
+    for (let i = 0; i < 200; i++) files[`b/f${i}`] = `b${i}\n`;
+    await writeTree(context, files);
+    const builds = await Promise.all([
+      strata(root, ['build', '-q', '-t', 'concurrent/one', context]),
+      strata(root, ['build', '-q', '-t', 'concurrent/two', context]),
+    ]);
+    for (const result of builds) assert.equal(result.code, 0, result.stderr);
+    // Both may run the steps (each sees no record yet): the layers are the same bytes anyway.
+    const layers = async (name: string) =>
+      (await strataOk(root, ['image', 'inspect', '--format', '{{json .RootFS.Layers}}', name])).stdout;
+    assert.equal(await layers('concurrent/one'), await layers('concurrent/two'));
+    const again = await strataOk(root, ['build', '--progress', 'plain', context]);
+    assert.deepEqual(steps(again.stderr).ran, []);
+  });
+
+  test('multi-stage: --target, COPY --from, build args, labels, -f -, metadata file', async () => {
+    const context = join(dir.path, 'ctx-stages');
+    await writeTree(context, { 'one.txt': '1\n', 'two.txt': '2\n' });
+    const dockerfile = [
+      'ARG BASE=busybox',
+      'FROM ${BASE} AS first',
+      'ARG WHO=nobody',
+      'COPY one.txt /one-$WHO.txt',
+      'FROM scratch AS second',
+      'COPY two.txt /',
+      'FROM first AS final',
+      'COPY --from=second /two.txt /from-second.txt',
+      'COPY --from=0 /one-world.txt /again.txt',
+      '',
+    ].join('\n');
+    const metadataFile = join(dir.path, 'meta.json');
+    await strataOk(
+      root,
+      [
+        'build',
+        '-q',
+        '-f',
+        '-',
+        '--build-arg',
+        'WHO=world',
+        '--label',
+        'team=core',
+        '--metadata-file',
+        metadataFile,
+        '-t',
+        'stages/final',
+        context,
+      ],
+      { input: dockerfile },
+    );
+    const listing = await run('sh', [
+      '-c',
+      `bin/strata --root ${root} export stages/final | tar -tf - | grep -E 'one-|second|again' | sort`,
+    ]);
+    assert.deepEqual(listing.stdout.trim().split('\n'), ['again.txt', 'from-second.txt', 'one-world.txt']);
+    const metadata = JSON.parse(await readFile(metadataFile, 'utf8')) as Record<string, string>;
+    assert.match(metadata['containerimage.config.digest'] ?? '', /^sha256:/);
+    assert.equal(metadata['image.name'], 'docker.io/stages/final:latest');
+    const labels = JSON.parse(
+      (await strataOk(root, ['image', 'inspect', '--format', '{{json .Config.Labels}}', 'stages/final']))
+        .stdout,
+    ) as Record<string, string>;
+    assert.deepEqual(labels, { team: 'core' });
+
+    await strataOk(root, ['build', '-q', '-f', '-', '--target', 'second', '-t', 'stages/second', context], {
+      input: dockerfile,
+    });
+    const second = await run('sh', ['-c', `bin/strata --root ${root} export stages/second | tar -tf -`]);
+    assert.equal(second.stdout.trim(), 'two.txt');
+  });
+
+  test('.dockerignore keeps files out of COPY .', async () => {
+    const context = join(dir.path, 'ctx-ignore');
+    await writeTree(context, {
+      Dockerfile: 'FROM scratch\nCOPY . /ctx/\n',
+      '.dockerignore': 'node_modules\n.git\n*.env\n!keep.env\n',
+      'app.js': 'x',
+      'node_modules/dep/index.js': 'y',
+      '.git/HEAD': 'z',
+      'secret.env': 's',
+      'keep.env': 'k',
+    });
+    await strataOk(root, ['build', '-q', '-t', 'ignore/app', context]);
+    const listing = await run('sh', ['-c', `bin/strata --root ${root} export ignore/app | tar -tf - | sort`]);
+    assert.deepEqual(listing.stdout.trim().split('\n'), [
+      'ctx/',
+      'ctx/.dockerignore',
+      'ctx/Dockerfile',
+      'ctx/app.js',
+      'ctx/keep.env',
+    ]);
+  });
+
+  test('SOURCE_DATE_EPOCH: the same inputs give the same image digest from an empty store', async () => {
+    const context = join(dir.path, 'ctx-epoch');
+    await writeTree(context, { Dockerfile: 'FROM scratch\nCOPY f /f\nENV A=1\n', f: 'data\n' });
+    const ids: string[] = [];
+    for (const name of ['epoch-a', 'epoch-b']) {
+      const fresh = join(dir.path, name);
+      const result = await strataOk(fresh, ['build', '-q', context], {
+        env: { SOURCE_DATE_EPOCH: '1700000000' },
+      });
+      ids.push(result.stdout.trim());
+    }
+    assert.equal(ids[0], ids[1]);
+  });
+
+  test('user mistakes: one line with file:line, non-zero exit, no image', async () => {
+    const context = join(dir.path, 'ctx-errors');
+    await writeTree(context, {
+      Dockerfile: 'FROM busybox\nCOPY missing.txt /\n',
+      'Dockerfile.bad': 'FROM busybox\nFROB x\n',
+      'Dockerfile.base': 'FROM nosuch/image:1\n',
+    });
+    const missing = await strata(root, ['build', '-q', '-t', 'errors/missing', context]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /Dockerfile:2:1: .*missing\.txt/);
+    assert.doesNotMatch(missing.stderr, /\n\s+at /);
+    const bad = await strata(root, ['build', '-q', '-f', join(context, 'Dockerfile.bad'), context]);
+    assert.match(bad.stderr, /Dockerfile\.bad:2:1: unknown instruction: FROB/);
+    const base = await strata(root, ['build', '-q', '-f', join(context, 'Dockerfile.base'), context]);
+    assert.match(base.stderr, /Dockerfile\.base:1:1: .*nosuch\/image:1.*not found/, JSON.stringify(base));
+    const images = await strataOk(root, ['images', '--format', '{{.Repository}}']);
+    assert.doesNotMatch(images.stdout, /errors\//);
+  });
+});
