@@ -8,3 +8,4 @@ if (only === undefined || only === 'dockerfile-parse')
   await (await import('./dockerfile-parse.js')).benchDockerfileParse();
 if (only === undefined || only === 'context-walk')
   await (await import('./context-walk.js')).benchContextWalk();
+if (only === undefined || only === 'build') await (await import('./build.js')).benchBuild();

@@ -8,7 +8,8 @@ packages=(
   runc              # RUN steps and containers
   busybox-static    # test base image without Docker Hub
   skopeo umoci      # OCI interop peers
-  docker.io         # dockerd 20.10 for docker-archive interop
+  docker.io         # dockerd 20.10 for docker-archive interop and build fidelity
+  buildah           # reference builder for the build benchmarks
   zstd pigz         # reference compressors for benchmarks
   uidmap
   debootstrap       # opt-in debian:bookworm test image
