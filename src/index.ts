@@ -97,3 +97,4 @@ export {
   type ProgressMode,
   type ProgressSink,
 } from './build/progress.js';
+export { parseOutput, outputStream, outputDirectory, type OutputSpec } from './build/outputs.js';

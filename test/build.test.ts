@@ -4,7 +4,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, writeFile, utimes } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile, utimes } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 
 import { busyboxStore, run, strata, strataOk, tempDir } from './helpers/cli.js';
@@ -227,6 +230,63 @@ describe('strata build (real CLI, store, overlayfs, cache)', () => {
       ids.push(result.stdout.trim());
     }
     assert.equal(ids[0], ids[1]);
+  });
+
+  test('ADD from a URL (with --checksum) and --output docker/oci/tar/local', async () => {
+    const payload = 'remote payload\n';
+    const server = createServer((request, response) => {
+      if (request.url === '/files/data.txt') {
+        response.writeHead(200, { 'last-modified': 'Tue, 01 Oct 2024 10:00:00 GMT' });
+        response.end(payload);
+      } else {
+        response.writeHead(404);
+        response.end();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const sum = createHash('sha256').update(payload).digest('hex');
+      const context = join(dir.path, 'ctx-url');
+      await writeTree(context, {
+        Dockerfile: `FROM scratch\nADD --checksum=sha256:${sum} http://127.0.0.1:${port}/files/data.txt /dl/\nCOPY local.txt /\n`,
+        'Dockerfile.badsum': `FROM scratch\nADD --checksum=sha256:${'0'.repeat(64)} http://127.0.0.1:${port}/files/data.txt /dl/\n`,
+        'local.txt': 'local\n',
+      });
+      const out = join(dir.path, 'outputs');
+      await strataOk(root, [
+        'build',
+        '-q',
+        '-t',
+        'url/app',
+        '--output',
+        `type=docker,dest=${join(out, 'docker.tar')}`,
+        '--output',
+        `type=oci,dest=${join(out, 'oci.tar')}`,
+        '--output',
+        `type=tar,dest=${join(out, 'fs.tar')}`,
+        '--output',
+        join(out, 'local'),
+        context,
+      ]);
+      assert.equal(await readFile(join(out, 'local', 'dl', 'data.txt'), 'utf8'), payload);
+      assert.equal(await readFile(join(out, 'local', 'local.txt'), 'utf8'), 'local\n');
+      const mode = (await stat(join(out, 'local', 'dl', 'data.txt'))).mode & 0o777;
+      assert.equal(mode, 0o600, 'ADD from a URL gives mode 0600');
+      const listing = await run('tar', ['-tf', join(out, 'fs.tar')]);
+      assert.deepEqual(listing.stdout.trim().split('\n').sort(), ['dl/', 'dl/data.txt', 'local.txt']);
+      for (const archive of ['docker.tar', 'oci.tar']) {
+        const other = join(dir.path, `load-${archive}`);
+        await strataOk(other, ['load', '-i', join(out, archive)]);
+        const id = (await strataOk(other, ['images', '-q', '--no-trunc'])).stdout.trim();
+        assert.match(id, /^sha256:/);
+      }
+      const bad = await strata(root, ['build', '-q', '-f', join(context, 'Dockerfile.badsum'), context]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /Dockerfile\.badsum:2:1: .*checksum/i);
+    } finally {
+      server.close();
+    }
   });
 
   test('user mistakes: one line with file:line, non-zero exit, no image', async () => {

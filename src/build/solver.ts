@@ -4,7 +4,7 @@
  * writes the final image into the store. Filesystem steps run on an overlay of the stage's
  * snapshots (rootfs.ts) and commit their upper dir as the layer (layer.ts).
  */
-import { chown, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, posix, relative, resolve } from 'node:path';
 
 import type { Lease, Store } from '../store/index.js';
@@ -32,8 +32,8 @@ import { unpackLayers } from '../image/unpack.js';
 import { creationTime, writeImage } from '../image/create.js';
 import { setImageNames } from '../image/names.js';
 import { cacheKey, type BuildCache, type CacheRecord } from '../store/index.js';
-import { ContextHasher, forEachLimited } from './context-hash.js';
-import { applyCopy, selectCopySources, type SelectedOperand } from './copy.js';
+import { ContextHasher, digestFile, forEachLimited } from './context-hash.js';
+import { applyCopy, fetchRemote, selectCopySources, type SelectedOperand } from './copy.js';
 import { resolveInRoot, resolveOwner, type Owner } from './users.js';
 import {
   DEFAULT_PATH,
@@ -45,7 +45,7 @@ import {
   type StageFlags,
 } from './image-config.js';
 import { commitLayer } from './layer.js';
-import { mountReadOnlyRoot, mountStepRoot, type ReadOnlyRoot } from './rootfs.js';
+import { makeWorkDir, mountReadOnlyRoot, mountStepRoot, type ReadOnlyRoot } from './rootfs.js';
 import type { ProgressEvent, ProgressSink } from './progress.js';
 
 export interface BuildOptions {
@@ -555,22 +555,54 @@ class Build {
     }
     try {
       const ignore = this.ignore;
+      const ignoreOptions =
+        from === undefined && ignore
+          ? {
+              ignore: (path: string) => ignore.matches(path),
+              canSkipIgnoredDirectory: (path: string) => ignore.canSkipDirectory(path),
+            }
+          : {};
+      const isUrl = (source: string) => /^https?:\/\//i.test(source);
+      const urls = instruction.kind === 'ADD' ? instruction.sources.filter(isUrl) : [];
+      const locals = instruction.sources.filter((source) => !urls.includes(source));
       const operands: SelectedOperand[] =
-        instruction.sources.length === 0
+        locals.length === 0
           ? []
           : await selectCopySources({
               root: sourceRoot,
               sourceIsContext: from === undefined,
-              sources: instruction.sources,
+              sources: locals,
               exclude: instruction.exclude,
-              ...(from === undefined && ignore
-                ? {
-                    ignore: (path: string) => ignore.matches(path),
-                    canSkipIgnoredDirectory: (path: string) => ignore.canSkipDirectory(path),
-                  }
-                : {}),
+              ...ignoreOptions,
               parents: instruction.kind === 'COPY' ? instruction.parents : false,
             });
+      const remote: unknown[] = [];
+      if (urls.length > 0) {
+        // Downloaded now: the content digest is part of the key, like BuildKit's HTTP source.
+        const downloads = await makeWorkDir(this.store.root);
+        const previous = release;
+        release = async () => {
+          await previous();
+          await rm(downloads, { recursive: true, force: true });
+        };
+        for (const [index, url] of urls.entries()) {
+          const dir = join(downloads, String(index));
+          await mkdir(dir);
+          const fetched = await fetchRemote(
+            url,
+            instruction.kind === 'ADD' ? instruction.checksum : undefined,
+            dir,
+          );
+          if (fetched.lastModified) await utimes(fetched.path, fetched.lastModified, fetched.lastModified);
+          const [operand] = await selectCopySources({
+            root: dir,
+            sourceIsContext: false,
+            sources: [fetched.filename],
+          });
+          if (operand) operands.push({ ...operand, operand: url, preserveOwnership: false });
+          remote.push([url, fetched.filename, await digestFile(fetched.path)]);
+        }
+      }
       const material = await this.sourceMaterial(operands, from === undefined);
       const chown = instruction.chown;
       const keyParts = {
@@ -584,6 +616,7 @@ class Build {
         exclude: instruction.exclude,
         inline: instruction.inline.map((source) => [source.path, source.data]),
         sources: material,
+        remote,
         from: sourceKey,
       };
       return {

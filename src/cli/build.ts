@@ -1,9 +1,20 @@
 import type { Command } from 'commander';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 
 import type { CliContext } from './context.js';
-import { build, createProgress, isProgressMode, type BuildResult, type ProgressSink } from '../index.js';
+import {
+  build,
+  createProgress,
+  isProgressMode,
+  outputDirectory,
+  outputStream,
+  parseOutput,
+  type BuildResult,
+  type ProgressSink,
+} from '../index.js';
+import { writeOutputAtomically, writeStdout } from './io.js';
 import { StrataError } from '../errors.js';
 import { confirm } from './prompt.js';
 import { humanSize } from './units.js';
@@ -45,6 +56,7 @@ interface BuildFlags {
   iidfile?: string;
   metadataFile?: string;
   pull?: boolean;
+  output: string[];
 }
 
 function metadata(result: BuildResult): string {
@@ -78,7 +90,14 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
     .option('--iidfile <file>', 'write the image ID to this file')
     .option('--metadata-file <file>', 'write build result metadata (JSON) to this file')
     .option('--pull', 'accepted for docker compatibility: base images come from the store')
+    .option(
+      '-o, --output <spec>',
+      'also write the result: type=docker|oci|tar,dest=FILE (- = STDOUT), type=local,dest=DIR, DIR, or - (repeatable)',
+      collect,
+      [],
+    )
     .action(async (context: string, flags: BuildFlags) => {
+      const outputs = flags.output.map(parseOutput);
       if (!isProgressMode(flags.progress)) {
         throw new StrataError(
           'INVALID_ARGUMENT',
@@ -110,9 +129,26 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
       } finally {
         await progress.close();
       }
+      for (const output of outputs) {
+        if (output.type === 'image') continue;
+        if (output.type === 'local') await outputDirectory(store, result.id, output.dest);
+        else {
+          const stream = await outputStream(store, result.id, result.names, output.type);
+          if (output.dest === '-') await writeStdout(stream, 'build --output');
+          else {
+            // buildx creates the destination's directory; so do we.
+            await mkdir(dirname(resolve(output.dest)), { recursive: true });
+            await writeOutputAtomically(output.dest, stream);
+          }
+        }
+      }
       if (flags.iidfile) await writeFile(flags.iidfile, result.id);
       if (flags.metadataFile) await writeFile(flags.metadataFile, metadata(result));
-      if (flags.quiet) ctx.print(result.id);
+      // With an archive on STDOUT, the ID goes to stderr so the archive stays intact.
+      const stdoutTaken = outputs.some(
+        (output) => output.type !== 'image' && output.type !== 'local' && output.dest === '-',
+      );
+      if (flags.quiet) (stdoutTaken ? ctx.warn.bind(ctx) : ctx.print.bind(ctx))(result.id);
       else {
         for (const name of result.names) ctx.warn(`naming to ${name} done`);
         ctx.warn(`writing image ${result.id} done`);

@@ -1,0 +1,377 @@
+/**
+ * Runs one process in a prepared root filesystem, isolated by runc (an OCI bundle) or, where runc
+ * is missing, by unshare + chroot. This module does what both isolations share: it checks the
+ * options, writes /etc/hosts, /etc/hostname and /etc/resolv.conf into a temporary directory
+ * outside the rootfs, creates the mount points the run needs, and afterwards removes exactly the
+ * mount points it created, so a RUN that changes nothing leaves nothing in the layer.
+ *
+ * The caller resolves users (uid, gid, supplementary gids come in as numbers) and prepares the
+ * rootfs; the working directory is created when missing and kept, as BuildKit keeps it.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import {
+  access,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  readlink,
+  realpath,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { StrataError, errnoCode } from '../errors.js';
+import { runWithChroot } from './chroot.js';
+import { findRunc, runWithRunc } from './runc.js';
+import {
+  FALLBACK_RESOLV_CONF,
+  SYSTEM_MOUNT_POINTS,
+  hostsFile,
+  type ContainerConfig,
+  type Isolation,
+  type ResolvedMount,
+  type RunProcessOptions,
+  type RunProcessResult,
+} from './spec.js';
+
+export type { Isolation, RunProcessOptions, RunProcessResult, RuntimeMount } from './spec.js';
+export { ociSpec } from './spec.js';
+
+const execFileAsync = promisify(execFile);
+
+/** Docker's PATH for a process whose environment has none. */
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Same limit as securejoin: more links than this on one path is a loop. */
+const MAX_SYMLINK_HOPS = 255;
+
+const MAX_ID = 0xffffffff;
+
+let detected: Promise<Isolation> | undefined;
+
+/** runc when a runc binary answers here, else chroot. Asked once per process. */
+export function detectIsolation(): Promise<Isolation> {
+  detected ??= findRunc().then((runc) => (runc === undefined ? 'chroot' : 'runc'));
+  return detected;
+}
+
+export async function runProcess(options: RunProcessOptions): Promise<RunProcessResult> {
+  validate(options);
+  if (options.signal?.aborted) throw options.signal.reason;
+  const isolation = await chooseIsolation(options.isolation ?? 'auto');
+  const rootfs = await realpath(options.rootfs);
+  const cwd = await resolveInRootfs(rootfs, options.cwd);
+  await mkdir(hostPathOf(rootfs, cwd), { recursive: true, mode: 0o755 });
+  await checkExecutable(rootfs, options.args[0] as string, options.env);
+
+  const scratch = await mkdtemp(join(tmpdir(), 'strata-run-'));
+  const mountPoints = new MountPoints(rootfs);
+  try {
+    const hostname = options.hostname ?? randomBytes(6).toString('hex');
+    const mounts = [...(await etcFileMounts(scratch, hostname)), ...(await callerMounts(options))];
+    for (const path of SYSTEM_MOUNT_POINTS) await mountPoints.ensure(path, 'directory');
+    const resolved: ResolvedMount[] = [];
+    for (const mount of mounts) {
+      const kind =
+        mount.type === 'bind' && !(await stat(mount.source ?? '')).isDirectory() ? 'file' : 'directory';
+      resolved.push({ ...mount, destination: await mountPoints.ensure(mount.destination, kind) });
+    }
+    await mountPoints.sealed();
+    const config: ContainerConfig = {
+      rootfs,
+      args: [...options.args],
+      env: [...options.env],
+      cwd,
+      uid: options.uid,
+      gid: options.gid,
+      additionalGids: [...(options.additionalGids ?? [])],
+      hostname,
+      network: options.network,
+      insecure: options.insecure ?? false,
+      mounts: resolved,
+    };
+    const io = { onOutput: options.onOutput, signal: options.signal };
+    if (isolation === 'runc') {
+      return await runWithRunc((await findRunc()) as string, config, scratch, io);
+    }
+    return await runWithChroot(config, io);
+  } finally {
+    await mountPoints.removeCreated();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+async function chooseIsolation(requested: 'auto' | Isolation): Promise<Isolation> {
+  if (requested === 'auto') return detectIsolation();
+  if (requested === 'runc' && (await findRunc()) === undefined) {
+    throw new StrataError('UNSUPPORTED', 'runc isolation requested but no working runc was found');
+  }
+  return requested;
+}
+
+function validate(options: RunProcessOptions): void {
+  const fail = (message: string): never => {
+    throw new StrataError('INVALID_ARGUMENT', message);
+  };
+  if (options.args.length === 0 || options.args[0] === '') fail('no command to run');
+  if (!options.cwd.startsWith('/')) fail(`working directory ${options.cwd} is not absolute`);
+  for (const entry of options.env) {
+    if (entry.indexOf('=') <= 0) fail(`environment entry ${JSON.stringify(entry)} is not KEY=VALUE`);
+  }
+  for (const id of [options.uid, options.gid, ...(options.additionalGids ?? [])]) {
+    if (!Number.isInteger(id) || id < 0 || id > MAX_ID) fail(`invalid user or group id ${id}`);
+  }
+  for (const mount of options.mounts ?? []) {
+    if (!mount.destination.startsWith('/')) fail(`mount destination ${mount.destination} is not absolute`);
+    if (mount.type === 'bind' && !mount.source) fail(`bind mount on ${mount.destination} has no source`);
+  }
+}
+
+/**
+ * /etc/hosts, /etc/hostname and /etc/resolv.conf, written outside the rootfs and bound
+ * read-only over the image's files, so the image never sees them in its layer. resolv.conf is
+ * the host's as it is (with host networking its nameservers are reachable, with none nothing
+ * is), or Docker's public fallback when the host has none.
+ */
+async function etcFileMounts(scratch: string, hostname: string): Promise<ResolvedMount[]> {
+  const dir = join(scratch, 'etc');
+  await mkdir(dir);
+  let resolvConf: string;
+  try {
+    resolvConf = await readFile('/etc/resolv.conf', 'utf8');
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+    resolvConf = FALLBACK_RESOLV_CONF;
+  }
+  const files: Array<[string, string]> = [
+    ['hosts', hostsFile(hostname)],
+    ['hostname', `${hostname}\n`],
+    ['resolv.conf', resolvConf],
+  ];
+  const mounts: ResolvedMount[] = [];
+  for (const [name, content] of files) {
+    await writeFile(join(dir, name), content, { mode: 0o644 });
+    mounts.push({
+      type: 'bind',
+      source: join(dir, name),
+      destination: `/etc/${name}`,
+      readonly: true,
+      options: [],
+    });
+  }
+  return mounts;
+}
+
+async function callerMounts(options: RunProcessOptions): Promise<ResolvedMount[]> {
+  const mounts: ResolvedMount[] = [];
+  for (const mount of options.mounts ?? []) {
+    let source: string | undefined;
+    if (mount.type === 'bind') {
+      try {
+        source = await realpath(mount.source as string);
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+        throw new StrataError('NOT_FOUND', `bind mount source ${mount.source} does not exist`);
+      }
+    }
+    mounts.push({
+      type: mount.type,
+      ...(source === undefined ? {} : { source }),
+      destination: mount.destination,
+      readonly: mount.readonly ?? false,
+      options: [...(mount.options ?? [])],
+    });
+  }
+  return mounts;
+}
+
+/**
+ * The in-root absolute path that `path` names inside `rootfs`: symlinks are followed one
+ * component at a time (absolute targets start again at the root), `..` stops at the root, and
+ * missing components are kept as written. The result has no symlink in it, so mounting on
+ * `rootfs + result` can never land outside the rootfs.
+ */
+async function resolveInRootfs(rootfs: string, path: string): Promise<string> {
+  const resolved: string[] = [];
+  let pending = path.split('/');
+  let hops = 0;
+  while (pending.length > 0) {
+    const component = pending.shift() as string;
+    if (component === '' || component === '.') continue;
+    if (component === '..') {
+      resolved.pop();
+      continue;
+    }
+    const candidate = hostPathOf(rootfs, `/${[...resolved, component].join('/')}`);
+    let target: string | undefined;
+    try {
+      if ((await lstat(candidate)).isSymbolicLink()) target = await readlink(candidate);
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+    }
+    if (target === undefined) {
+      resolved.push(component);
+      continue;
+    }
+    if (++hops > MAX_SYMLINK_HOPS) {
+      throw new StrataError('UNSAFE_PATH', `cannot resolve ${path}: too many levels of symbolic links`);
+    }
+    if (target.startsWith('/')) resolved.length = 0;
+    pending = [...target.split('/'), ...pending];
+  }
+  return `/${resolved.join('/')}`;
+}
+
+function hostPathOf(rootfs: string, inRoot: string): string {
+  return inRoot === '/' ? rootfs : `${rootfs}${inRoot}`;
+}
+
+/**
+ * Fails early, with one clear line, when the command does not exist in the image: runc would
+ * say it too, but unshare (chroot isolation) only exits 127, like a process could.
+ */
+async function checkExecutable(rootfs: string, command: string, env: readonly string[]): Promise<void> {
+  const pathEntry = [...env].reverse().find((entry) => entry.startsWith('PATH='));
+  const searchPath = pathEntry === undefined ? DEFAULT_PATH : pathEntry.slice('PATH='.length);
+  const candidates = command.includes('/')
+    ? [command.startsWith('/') ? command : `/${command}`]
+    : searchPath
+        .split(delimiter)
+        .filter((dir) => dir.startsWith('/'))
+        .map((dir) => `${dir}/${command}`);
+  for (const candidate of candidates) {
+    const host = hostPathOf(rootfs, await resolveInRootfs(rootfs, candidate));
+    try {
+      if ((await stat(host)).isFile()) {
+        await access(host, constants.X_OK);
+        return;
+      }
+    } catch {
+      // Not this one: try the next directory of PATH.
+    }
+  }
+  throw new StrataError('NOT_FOUND', `executable ${JSON.stringify(command)} not found in the image's PATH`);
+}
+
+interface Anchor {
+  /** The existing directory a run's first missing component was created in. */
+  path: string;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  /** Its mtime once every mount point exists: a different one afterwards means the process wrote there. */
+  mtimeWithStubsNs?: bigint;
+}
+
+/**
+ * The mount points a run needs, created before it starts and removed after it if this run made
+ * them and they are still empty (an empty dir, an empty file). Their parent's times are put back
+ * when the process did not write in it, so an overlay upper dir keeps at most unchanged copies
+ * of the parent directories.
+ */
+class MountPoints {
+  private readonly created: string[] = [];
+  private readonly anchors = new Map<string, Anchor>();
+
+  constructor(private readonly rootfs: string) {}
+
+  /** Creates `path` (and missing parents) if needed; returns it resolved inside the rootfs. */
+  async ensure(path: string, kind: 'file' | 'directory'): Promise<string> {
+    const inRoot = await resolveInRootfs(this.rootfs, path);
+    if (inRoot === '/')
+      throw new StrataError('INVALID_ARGUMENT', `cannot mount over the root directory (${path})`);
+    const components = inRoot.slice(1).split('/');
+    let parent = this.rootfs;
+    for (const [index, component] of components.entries()) {
+      const host = join(parent, component);
+      const last = index === components.length - 1;
+      const existing = await lstat(host).catch((err: unknown) => {
+        if (errnoCode(err) === 'ENOENT') return undefined;
+        throw err;
+      });
+      if (existing === undefined) {
+        await this.remember(parent);
+        if (last && kind === 'file') await writeFile(host, '', { mode: 0o644, flag: 'wx' });
+        else await mkdir(host, { mode: 0o755 });
+        this.created.push(host);
+      } else if (!last && !existing.isDirectory()) {
+        throw new StrataError(
+          'INVALID_ARGUMENT',
+          `cannot mount on ${path}: ${host.slice(this.rootfs.length)} is not a directory`,
+        );
+      } else if (last && existing.isDirectory() !== (kind === 'directory')) {
+        throw new StrataError(
+          'INVALID_ARGUMENT',
+          `cannot mount a ${kind} on ${path}: the image has a ${kind === 'file' ? 'directory' : 'file'} there`,
+        );
+      }
+      parent = host;
+    }
+    return inRoot;
+  }
+
+  private async remember(dir: string): Promise<void> {
+    if (this.anchors.has(dir) || this.created.includes(dir)) return;
+    const stats = await lstat(dir, { bigint: true });
+    this.anchors.set(dir, { path: dir, atimeNs: stats.atimeNs, mtimeNs: stats.mtimeNs });
+  }
+
+  /** Called once every mount point exists, just before the process starts. */
+  async sealed(): Promise<void> {
+    for (const anchor of this.anchors.values()) {
+      anchor.mtimeWithStubsNs = (await lstat(anchor.path, { bigint: true })).mtimeNs;
+    }
+  }
+
+  async removeCreated(): Promise<void> {
+    const untouched = new Set<string>();
+    for (const anchor of this.anchors.values()) {
+      const now = await lstat(anchor.path, { bigint: true }).catch(() => undefined);
+      if (now !== undefined && now.mtimeNs === anchor.mtimeWithStubsNs) untouched.add(anchor.path);
+    }
+    let kept = 0;
+    for (const host of [...this.created].reverse()) {
+      if (!(await removeIfEmpty(host))) kept++;
+    }
+    // A kept entry is a change in its parent, whose times must then say so.
+    if (kept > 0) return;
+    for (const anchor of this.anchors.values()) {
+      if (untouched.has(anchor.path)) await restoreTimes(anchor);
+    }
+  }
+}
+
+/** Removes an empty dir or empty file; keeps anything the process put there. */
+async function removeIfEmpty(host: string): Promise<boolean> {
+  try {
+    const stats = await lstat(host);
+    if (stats.isDirectory() && (await readdir(host)).length === 0) await rmdir(host);
+    else if (stats.isFile() && stats.size === 0) await unlink(host);
+    else return false;
+    return true;
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') return true;
+    // Still a mount point (a process that outlived the run) or filled meanwhile.
+    if (code === 'EBUSY' || code === 'ENOTEMPTY') return false;
+    throw err;
+  }
+}
+
+/** Nanosecond-exact: Node's utimes goes through a double and would move the times slightly. */
+async function restoreTimes(anchor: Anchor): Promise<void> {
+  const stamp = (ns: bigint) =>
+    `@${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
+  await execFileAsync('touch', ['--no-dereference', '-a', '-d', stamp(anchor.atimeNs), anchor.path]);
+  await execFileAsync('touch', ['--no-dereference', '-m', '-d', stamp(anchor.mtimeNs), anchor.path]);
+}
