@@ -8,6 +8,8 @@ packages=(
   runc              # RUN steps and containers
   busybox-static    # test base image without Docker Hub
   skopeo umoci      # OCI interop peers
+  podman            # interop: pulls and runs what strata pushes
+  docker-registry   # CNCF distribution 2.8: registry interop and benchmarks
   docker.io         # dockerd 20.10 for docker-archive interop and build fidelity
   buildah           # reference builder for the build benchmarks
   zstd pigz         # reference compressors for benchmarks
