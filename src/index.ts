@@ -86,9 +86,9 @@ export {
   build,
   type BuildOptions,
   type BuildResult,
-  type StepRunner,
-  type RunRequest,
 } from './build/solver.js';
+export type { SecretSource } from './build/run-step.js';
+export { runProcess, detectIsolation, type RunProcessOptions, type RunProcessResult, type RuntimeMount } from './runtime/index.js';
 export {
   createProgress,
   isProgressMode,
@@ -98,3 +98,21 @@ export {
   type ProgressSink,
 } from './build/progress.js';
 export { parseOutput, outputStream, outputDirectory, type OutputSpec } from './build/outputs.js';
+export {
+  pullImage,
+  pullAllTags,
+  pushImage,
+  pushAllTags,
+  login,
+  logout,
+  CredentialStore,
+  RegistryError,
+  type PullOptions,
+  type PushOptions,
+  type PushResult,
+  type LoginOptions,
+  type Credentials,
+  type TransferEvent,
+  type BlobStatus,
+  type ProgressListener,
+} from './registry/client/index.js';

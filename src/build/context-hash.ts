@@ -5,7 +5,7 @@
  * a build; a damaged or missing cache only costs re-reading.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, type Stats } from 'node:fs';
+import { createReadStream, readFileSync, type Stats } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
@@ -30,7 +30,12 @@ function sameFile(entry: StatEntry, stats: Stats): boolean {
   );
 }
 
-export async function digestFile(path: string): Promise<Digest> {
+/** Below this size a file is read in one synchronous call (see fastfs.ts for why). */
+const SMALL_FILE = 4 * 1024 * 1024;
+
+export async function digestFile(path: string, size?: number): Promise<Digest> {
+  if (size !== undefined && size < SMALL_FILE)
+    return `sha256:${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }))
     hash.update(chunk as Buffer);
@@ -82,7 +87,7 @@ export class ContextHasher {
   async digest(hostPath: string, relPath: string, stats: Stats): Promise<Digest> {
     const known = this.entries.get(relPath);
     if (known && sameFile(known, stats)) return known.digest;
-    const digest = await digestFile(hostPath);
+    const digest = await digestFile(hostPath, stats.size);
     this.bytesRead += stats.size;
     this.entries.set(relPath, {
       size: stats.size,

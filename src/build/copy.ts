@@ -45,6 +45,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, type Dirent, type Stats } from 'node:fs';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import {
   chmod,
   copyFile,
@@ -53,17 +54,13 @@ import {
   lstat,
   lutimes,
   mkdir,
-  mkdtemp,
-  open,
   readdir,
   readlink,
-  rm,
   stat,
   symlink,
   unlink,
   utimes,
-  writeFile,
-} from 'node:fs/promises';
+} from './fastfs.js';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';

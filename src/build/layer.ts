@@ -3,7 +3,11 @@
  * is stored as an uncompressed layer blob, and the upper dir itself is renamed into the
  * snapshot store, so the next step can stack it without unpacking anything.
  */
+import { execFileSync } from 'node:child_process';
+import { lstatSync, readdirSync, rmdirSync, type Stats } from 'node:fs';
 import { readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { OVERLAY_OPAQUE_XATTR } from '../archive/whiteout.js';
 
 import type { Lease, Store } from '../store/index.js';
 import { chainIds } from '../store/index.js';
@@ -24,8 +28,9 @@ export async function commitLayer(
   store: Store,
   upper: string,
   parentDiffIds: readonly Digest[],
-  options: { lease: Lease; mtime?: Date },
+  options: { lease: Lease; mtime?: Date; lowerDirs?: readonly string[] },
 ): Promise<CommittedLayer | undefined> {
+  if (options.lowerDirs && options.lowerDirs.length > 0) pruneRedundantDirectories(upper, options.lowerDirs);
   if ((await readdir(upper)).length === 0) {
     await rm(upper, { recursive: true, force: true });
     return undefined;
@@ -49,4 +54,54 @@ export async function commitLayer(
   // Already there (an earlier build made the same layer): our copy was not used.
   await rm(upper, { recursive: true, force: true });
   return { diffId: blob.digest, size: blob.size, chainId };
+}
+
+/** The layer's own copy of `path`'s directory below, if some lower dir has it (top first). */
+function lowerDirectory(lowerDirs: readonly string[], path: string): Stats | undefined {
+  for (const lower of lowerDirs) {
+    try {
+      const stats = lstatSync(join(lower, path));
+      return stats.isDirectory() ? stats : undefined;
+    } catch {
+      // not in this layer: look further down
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Removes directories overlay copied up only because something was created and removed inside
+ * them (mount points of the run: /etc/hosts in an image without one): empty, not opaque, and
+ * with the same mode, owner and mtime as below. BuildKit's overlay differ drops them too;
+ * otherwise every RUN would add an `etc/` entry.
+ */
+function pruneRedundantDirectories(upper: string, lowerDirs: readonly string[]): void {
+  const visit = (relative: string): boolean => {
+    const dir = join(upper, relative);
+    let empty = true;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (!entry.isDirectory() || !visit(join(relative, entry.name))) empty = false;
+    }
+    if (relative === '' || !empty) return false;
+    const stats = lstatSync(dir);
+    const below = lowerDirectory(lowerDirs, relative);
+    if (!below || below.mode !== stats.mode || below.uid !== stats.uid || below.gid !== stats.gid)
+      return false;
+    if (below.mtimeMs !== stats.mtimeMs || isOpaque(dir)) return false;
+    rmdirSync(dir);
+    return true;
+  };
+  visit('');
+}
+
+function isOpaque(dir: string): boolean {
+  try {
+    return (
+      execFileSync('getfattr', ['--only-values', '-n', OVERLAY_OPAQUE_XATTR, dir], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).toString() === 'y'
+    );
+  } catch {
+    return false; // no such attribute
+  }
 }

@@ -6,10 +6,11 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
+import { chmod, chown, mkdir, rm, utimes } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 
-import { StrataError } from '../errors.js';
+import { StrataError, errnoCode } from '../errors.js';
 
 /**
  * Spawning `mount` from Node costs tens of milliseconds (a large process forks); a build mounts
@@ -121,6 +122,8 @@ export async function makeWorkDir(storeRoot: string): Promise<string> {
 export interface StepRoot {
   /** Where the step reads and writes the image's filesystem. */
   merged: string;
+  /** Where to read the image's existing files, when `merged` does not show them. */
+  lookup?: string;
   /** What the step changed (overlay whiteouts for deletions): the new layer. */
   upper: string;
   /** Unmounts; the upper dir stays until the caller commits or removes `workDir`. */
@@ -203,4 +206,63 @@ export async function mountReadOnlyRoot(
       await cleanup();
     },
   };
+}
+
+/**
+ * A step root without overlay, for a step that only adds `destination` (an absolute image
+ * path) and what is below it: used when the destination does not exist in the layers yet, or
+ * is an empty directory, and every existing directory on the way is a real directory. Those
+ * directories are created in the new layer with their metadata from the layers (what overlay's
+ * copy-up would do), and the step writes straight into the layer directory. Returns undefined
+ * when the step must run on an overlay instead.
+ */
+export async function directStepRoot(
+  storeRoot: string,
+  lowerDirs: readonly string[],
+  destination: string,
+): Promise<StepRoot | undefined> {
+  const view = await mountReadOnlyRoot(storeRoot, lowerDirs);
+  let keep = false;
+  try {
+    const components = posix
+      .resolve('/', destination)
+      .split('/')
+      .filter((part) => part !== '');
+    const existing: Array<{ path: string; stats: Stats }> = [];
+    let current = view.path;
+    for (const [index, component] of components.entries()) {
+      current = join(current, component);
+      let stats: Stats;
+      try {
+        stats = lstatSync(current);
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') break;
+        throw err;
+      }
+      if (!stats.isDirectory()) return undefined; // a symlink or a file on the way: overlay rules
+      // The destination itself may exist only as an empty directory (WORKDIR /app; COPY . .).
+      if (index === components.length - 1 && readdirSync(current).length > 0) return undefined;
+      existing.push({ path: components.slice(0, index + 1).join('/'), stats });
+    }
+    const workDir = await makeWorkDir(storeRoot);
+    const upper = join(workDir, 'upper');
+    await mkdir(upper, { mode: 0o755 });
+    for (const { path, stats } of existing) {
+      const dir = join(upper, path);
+      await mkdir(dir);
+      await chown(dir, stats.uid, stats.gid);
+      await chmod(dir, stats.mode & 0o7777);
+      await utimes(dir, stats.atime, stats.mtime);
+    }
+    keep = true;
+    return {
+      merged: upper,
+      upper,
+      lookup: view.path,
+      workDir,
+      unmount: () => view.release(),
+    };
+  } finally {
+    if (!keep) await view.release();
+  }
 }

@@ -45,7 +45,15 @@ import {
   type StageFlags,
 } from './image-config.js';
 import { commitLayer } from './layer.js';
-import { makeWorkDir, mountReadOnlyRoot, mountStepRoot, type ReadOnlyRoot } from './rootfs.js';
+import { parseMount } from './mounts.js';
+import { prepareMounts, runArguments, runStep, type SecretSource } from './run-step.js';
+import {
+  directStepRoot,
+  makeWorkDir,
+  mountReadOnlyRoot,
+  mountStepRoot,
+  type ReadOnlyRoot,
+} from './rootfs.js';
 import type { ProgressEvent, ProgressSink } from './progress.js';
 
 export interface BuildOptions {
@@ -67,8 +75,14 @@ export interface BuildOptions {
   /** `--no-cache-filter`: stages (by name or index) that must not use the cache. */
   noCacheFilter?: readonly string[];
   progress?: ProgressSink;
-  /** Runs RUN steps; without one, a RUN step is an error. */
-  runner?: StepRunner;
+  /** `--secret id=…,src=FILE|env=VAR`: what `RUN --mount=type=secret` can read. */
+  secrets?: Readonly<Record<string, SecretSource>>;
+  /** `--ssh default=SOCKET`: the agent socket `RUN --mount=type=ssh` forwards. */
+  sshAgent?: string;
+  /** `--allow security.insecure`: permits `RUN --security=insecure`. */
+  allowInsecure?: boolean;
+  /** How RUN steps are isolated: runc when it works here (default), or unshare + chroot. */
+  isolation?: 'auto' | 'runc' | 'chroot';
 }
 
 export interface BuildResult {
@@ -83,27 +97,17 @@ export interface BuildResult {
   steps: { executed: number; cached: number };
 }
 
-/** What a RUN step needs from the runtime (implemented in runtime/, injected here). */
-export interface RunRequest {
-  rootfs: string;
-  args: string[];
-  env: string[];
-  user: string;
-  workdir: string;
-  network: string;
-  heredocs: Array<{ path: string; data: string }>;
-  mounts: string[];
-  onOutput(stream: 1 | 2, data: Uint8Array): void;
-}
-
-export interface StepRunner {
-  run(request: RunRequest): Promise<void>;
-}
-
 /** A step ready to run: its cache key material and how to run it on a root filesystem. */
 interface StepPlan {
   keyParts: unknown;
-  execute: (rootfs: string) => Promise<void>;
+  /** `lookupRoot` is where to read the image's files (users for --chown) when `rootfs` is not. */
+  execute: (rootfs: string, lookupRoot: string) => Promise<void>;
+  /**
+   * Absolute image path the step only adds below (COPY/ADD destination). When nothing of it
+   * exists in the layers yet, the step writes straight into the new layer's directory: no
+   * overlay, whose per-file cost dominates copying a large context.
+   */
+  directDest?: string;
   release: () => Promise<void>;
   /** Runs on an empty root and does not depend on the layers below (COPY --link). */
   independent?: boolean;
@@ -409,7 +413,7 @@ class Build {
         record = hit;
         this.cached++;
       } else {
-        record = await this.execute(state, prepared.execute, key, prepared.independent === true);
+        record = await this.execute(state, prepared, key);
         this.executed++;
       }
       state.key = prepared.independent ? cacheKey({ parent: state.key, linked: key }) : key;
@@ -428,19 +432,17 @@ class Build {
     }
   }
 
-  private async execute(
-    state: StageState,
-    operation: (rootfs: string) => Promise<void>,
-    key: string,
-    onEmptyRoot: boolean,
-  ): Promise<CacheRecord> {
-    const lowerDirs = onEmptyRoot
+  private async execute(state: StageState, plan: StepPlan, key: string): Promise<CacheRecord> {
+    const lowerDirs = plan.independent
       ? []
       : (await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids)).lowerDirs;
-    const root = await mountStepRoot(this.store.root, lowerDirs);
+    const root =
+      (plan.directDest !== undefined && lowerDirs.length > 0
+        ? await directStepRoot(this.store.root, lowerDirs, plan.directDest)
+        : undefined) ?? (await mountStepRoot(this.store.root, lowerDirs));
     try {
       try {
-        await operation(root.merged);
+        await plan.execute(root.merged, root.lookup ?? root.merged);
       } finally {
         await root.unmount();
       }
@@ -449,6 +451,7 @@ class Build {
       const mtime = epoch !== undefined && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000) : undefined;
       const layer = await commitLayer(this.store, root.upper, state.config.rootfs.diff_ids, {
         lease: this.lease,
+        lowerDirs,
         ...(mtime ? { mtime } : {}),
       });
       const record: CacheRecord = {
@@ -491,51 +494,106 @@ class Build {
       case 'COPY':
       case 'ADD':
         return this.prepareCopy(state, instruction, workdir);
-      case 'RUN': {
-        const runner = this.options.runner;
-        if (!runner)
-          throw new StrataError('UNSUPPORTED', 'RUN needs a container runtime, and none is configured');
-        const shell = config.Shell && config.Shell.length > 0 ? config.Shell : ['/bin/sh', '-c'];
-        const args =
-          instruction.command.form === 'exec'
-            ? instruction.command.args
-            : [...shell, instruction.command.args.join(' ')];
-        const env = [...scope.runEnvironment()].map(([k, v]) => `${k}=${v}`);
-        const heredocs = instruction.command.heredocs.map((heredoc) => ({
-          path: heredoc.name,
-          data: heredoc.content,
-        }));
-        const network = instruction.network ?? 'default';
-        return {
-          keyParts: {
-            op: 'run',
-            args,
-            env,
-            user,
-            workdir,
-            network,
-            mounts: instruction.mounts,
-            heredocs,
-            security: instruction.security,
-          },
-          execute: (rootfs) =>
-            runner.run({
-              rootfs,
-              args,
-              env,
-              user,
-              workdir,
-              network,
-              heredocs,
-              mounts: instruction.mounts,
-              onOutput: log,
-            }),
-          release: nothing,
-        };
-      }
+      case 'RUN':
+        return this.prepareRun(state, scope, instruction, workdir, user, log);
       default:
         throw new StrataError('INTERNAL', `${instruction.kind} is not a filesystem step`);
     }
+  }
+
+  private async prepareRun(
+    state: StageState,
+    scope: StageScope,
+    instruction: Extract<Instruction, { kind: 'RUN' }>,
+    workdir: string,
+    user: string,
+    log: (stream: 1 | 2, data: Uint8Array | string) => void,
+  ): Promise<StepPlan> {
+    const config = state.config.config ?? {};
+    const shell = config.Shell && config.Shell.length > 0 ? config.Shell : ['/bin/sh', '-c'];
+    const { args, script } = runArguments(instruction.command, shell);
+    const env = [...scope.runEnvironment()].map(([name, value]) => `${name}=${value}`);
+    const network = instruction.network ?? 'default';
+    if (!['default', 'host', 'none'].includes(network))
+      throw new StrataError('INVALID_ARGUMENT', `unsupported network mode "${network}"`);
+    const insecure = instruction.security === 'insecure';
+    if (insecure && !this.options.allowInsecure) {
+      throw new StrataError('INVALID_ARGUMENT', 'RUN --security=insecure needs --allow security.insecure');
+    }
+    let sshIndex = 0;
+    const specs = instruction.mounts.map((text) =>
+      parseMount(text, text.includes('type=ssh') ? sshIndex++ : 0),
+    );
+    // What the mounts contribute to the key: their definition, and what a bind shows of a stage
+    // or of the context (never a secret's or a cache's content).
+    const mountKeys: unknown[] = [];
+    for (const spec of specs) {
+      if (spec.type === 'bind' && spec.from !== undefined)
+        mountKeys.push([spec, await this.viewKey(spec.from)]);
+      else if (spec.type === 'bind') mountKeys.push([spec, await this.contextKey(spec.source)]);
+      else mountKeys.push(spec);
+    }
+    const views: Array<() => Promise<void>> = [];
+    return {
+      keyParts: { op: 'run', args, script, env, user, workdir, network, mounts: mountKeys, insecure },
+      execute: async (rootfs) => {
+        const prepared = await prepareMounts(specs, {
+          storeRoot: this.store.root,
+          contextDir: resolve(this.options.context),
+          secrets: new Map(Object.entries(this.options.secrets ?? {})),
+          ...(this.options.sshAgent ? { sshAgent: this.options.sshAgent } : {}),
+          viewOf: async (from) => {
+            const view = await this.copySource(from);
+            return { path: view.root.path, release: () => view.root.release() };
+          },
+        });
+        try {
+          await prepared.locked(() =>
+            runStep({
+              rootfs,
+              args,
+              ...(script ? { script } : {}),
+              env: [...env, ...prepared.env],
+              user,
+              workdir,
+              network: network === 'none' ? 'none' : 'host',
+              insecure,
+              isolation: this.options.isolation ?? 'auto',
+              mounts: prepared.mounts,
+              onOutput: log,
+            }),
+          );
+        } finally {
+          await prepared.release();
+        }
+      },
+      release: async () => {
+        for (const release of views.splice(0)) await release();
+      },
+    };
+  }
+
+  /** Cache key of a stage or image named by `from=`. */
+  private async viewKey(from: string): Promise<string> {
+    const lower = from.toLowerCase();
+    const stage =
+      this.resolved.model.stages.find((candidate) => candidate.name === lower) ??
+      (/^\d+$/.test(from) ? this.resolved.model.stages[Number(from)] : undefined);
+    if (stage) return (await this.stage(stage.index)).key;
+    const image = await this.findBaseImage(from, this.resolved.stages[this.resolved.target] as ResolvedStage);
+    return cacheKey({ image: image.id });
+  }
+
+  /** Content key of a context path (a RUN bind mount of the context). */
+  private async contextKey(source: string): Promise<unknown> {
+    const ignore = this.ignore;
+    const operands = await selectCopySources({
+      root: resolve(this.options.context),
+      sourceIsContext: true,
+      sources: [source],
+      ...(ignore ? { ignore: (path: string) => ignore.matches(path) } : {}),
+    });
+    return this.sourceMaterial(operands, true);
   }
 
   private async prepareCopy(
@@ -622,14 +680,15 @@ class Build {
       return {
         keyParts,
         independent: instruction.link,
-        execute: async (rootfs) => {
+        ...(instruction.link ? {} : { directDest: posix.resolve('/', workdir, instruction.dest) }),
+        execute: async (rootfs, lookupRoot) => {
           // A linked copy runs on an empty root, but names in --chown are the stage's users.
           const owner =
             chown === undefined
               ? undefined
               : instruction.link && /[^\d:]/.test(chown)
                 ? await this.withStageRoot(state, (stageRoot) => resolveOwner(chown, stageRoot))
-                : await resolveOwner(chown, rootfs);
+                : await resolveOwner(chown, lookupRoot);
           await applyCopy(operands, {
             targetRoot: rootfs,
             dest: instruction.dest,

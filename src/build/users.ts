@@ -5,7 +5,8 @@
  * root filesystem, found by resolving the path inside that root (an image may make `/etc` a
  * symlink, absolute or relative, and it must land inside the image, never on the host's `/etc`).
  */
-import { lstat, readFile, readlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { lstat, readlink } from './fastfs.js';
 
 import { StrataError, errnoCode } from '../errors.js';
 

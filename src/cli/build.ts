@@ -13,6 +13,7 @@ import {
   parseOutput,
   type BuildResult,
   type ProgressSink,
+  type SecretSource,
 } from '../index.js';
 import { writeOutputAtomically, writeStdout } from './io.js';
 import { StrataError } from '../errors.js';
@@ -57,6 +58,30 @@ interface BuildFlags {
   metadataFile?: string;
   pull?: boolean;
   output: string[];
+  secret: string[];
+  ssh: string[];
+  allow: string[];
+  isolation: string;
+}
+
+/** `--secret id=x,src=FILE` / `id=x,env=VAR` / `id=x` (an env var of that name), like buildx. */
+function parseSecrets(entries: readonly string[]): Record<string, SecretSource> {
+  const secrets: Record<string, SecretSource> = {};
+  for (const entry of entries) {
+    const fields = new Map(
+      entry.split(',').map((field) => {
+        const eq = field.indexOf('=');
+        return [eq < 0 ? field : field.slice(0, eq), eq < 0 ? '' : field.slice(eq + 1)] as const;
+      }),
+    );
+    const id = fields.get('id');
+    if (id === undefined || id === '')
+      throw new StrataError('INVALID_ARGUMENT', `invalid --secret "${entry}": id= is required`);
+    const file = fields.get('src') ?? fields.get('source');
+    const env = fields.get('env');
+    secrets[id] = file !== undefined ? { file } : { env: env ?? id };
+  }
+  return secrets;
 }
 
 function metadata(result: BuildResult): string {
@@ -70,6 +95,23 @@ function metadata(result: BuildResult): string {
     null,
     2,
   )}\n`;
+}
+
+function isolationMode(value: string): 'auto' | 'runc' | 'chroot' {
+  if (value === 'auto' || value === 'runc' || value === 'chroot') return value;
+  throw new StrataError('INVALID_ARGUMENT', `invalid --isolation "${value}": expected auto, runc or chroot`);
+}
+
+function sshAgent(entries: readonly string[]): { sshAgent?: string } {
+  for (const entry of entries) {
+    const [id, socket] = entry.split('=', 2);
+    if (id !== 'default')
+      throw new StrataError('UNSUPPORTED', `--ssh ${entry}: only the default agent is supported`);
+    const path = socket ?? process.env.SSH_AUTH_SOCK;
+    if (!path) throw new StrataError('INVALID_ARGUMENT', '--ssh default: SSH_AUTH_SOCK is not set');
+    return { sshAgent: path };
+  }
+  return {};
 }
 
 export function registerBuildCommands(program: Command, ctx: CliContext): void {
@@ -90,6 +132,19 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
     .option('--iidfile <file>', 'write the image ID to this file')
     .option('--metadata-file <file>', 'write build result metadata (JSON) to this file')
     .option('--pull', 'accepted for docker compatibility: base images come from the store')
+    .option(
+      '--secret <id=ID,src=FILE|env=VAR>',
+      'expose a secret to RUN --mount=type=secret (repeatable)',
+      collect,
+      [],
+    )
+    .option('--ssh <default[=SOCKET]>', 'forward an SSH agent socket to RUN --mount=type=ssh', collect, [])
+    .option(
+      '--isolation <mode>',
+      'RUN isolation: auto (runc if it works, else chroot), runc or chroot',
+      'auto',
+    )
+    .option('--allow <entitlement>', 'allow security.insecure (RUN --security=insecure)', collect, [])
     .option(
       '-o, --output <spec>',
       'also write the result: type=docker|oci|tar,dest=FILE (- = STDOUT), type=local,dest=DIR, DIR, or - (repeatable)',
@@ -125,6 +180,10 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
             .flatMap((entry) => entry.split(','))
             .filter((entry) => entry !== ''),
           progress,
+          secrets: parseSecrets(flags.secret),
+          ...sshAgent(flags.ssh),
+          allowInsecure: flags.allow.includes('security.insecure'),
+          isolation: isolationMode(flags.isolation),
         });
       } finally {
         await progress.close();

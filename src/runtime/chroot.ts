@@ -24,13 +24,13 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { StrataError, errnoCode } from '../errors.js';
-import type { ProcessIo } from './runc.js';
 import {
   DEFAULT_CAPABILITIES,
   DEV_TMPFS_SIZE,
   MASKED_PATHS,
   READONLY_PATHS,
   type ContainerConfig,
+  type ProcessIo,
   type ResolvedMount,
   type RunProcessResult,
 } from './spec.js';
@@ -64,6 +64,7 @@ export async function runWithChroot(config: ContainerConfig, io: ProcessIo): Pro
   const exec = [
     env,
     '-i',
+    '--',
     ...config.env,
     setpriv,
     ...(config.insecure ? [] : ['--bounding-set', boundingSet()]),
@@ -111,6 +112,8 @@ export async function runWithChroot(config: ContainerConfig, io: ProcessIo): Pro
     })();
   };
   io.signal?.addEventListener('abort', onAbort, { once: true });
+  // Aborted while the rootfs was being prepared: the event has fired already.
+  if (io.signal?.aborted) onAbort();
   let status: { code: number | null; signal: NodeJS.Signals | null };
   try {
     status = await exited;

@@ -34,7 +34,9 @@ import { StrataError, errnoCode } from '../errors.js';
 import { runWithChroot } from './chroot.js';
 import { findRunc, runWithRunc } from './runc.js';
 import {
+  ALL_CAPABILITIES,
   FALLBACK_RESOLV_CONF,
+  capabilitiesInMask,
   SYSTEM_MOUNT_POINTS,
   hostsFile,
   type ContainerConfig,
@@ -69,10 +71,10 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
   validate(options);
   if (options.signal?.aborted) throw options.signal.reason;
   const isolation = await chooseIsolation(options.isolation ?? 'auto');
-  const rootfs = await realpath(options.rootfs);
-  const cwd = await resolveInRootfs(rootfs, options.cwd);
-  await mkdir(hostPathOf(rootfs, cwd), { recursive: true, mode: 0o755 });
-  await checkExecutable(rootfs, options.args[0] as string, options.env);
+  const rootfs = await realpath(options.rootfs).catch((err: unknown) => {
+    throw new StrataError('NOT_FOUND', `root filesystem ${options.rootfs} does not exist`, { cause: err });
+  });
+  await ensureWorkingDirectory(rootfs, options.cwd);
 
   const scratch = await mkdtemp(join(tmpdir(), 'strata-run-'));
   const mountPoints = new MountPoints(rootfs);
@@ -86,12 +88,14 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
         mount.type === 'bind' && !(await stat(mount.source ?? '')).isDirectory() ? 'file' : 'directory';
       resolved.push({ ...mount, destination: await mountPoints.ensure(mount.destination, kind) });
     }
+    await checkExecutable(rootfs, options.args[0] as string, options.env, resolved);
     await mountPoints.sealed();
     const config: ContainerConfig = {
       rootfs,
       args: [...options.args],
-      env: [...options.env],
-      cwd,
+      env: await withHome(rootfs, options.env, options.uid),
+      // As given: the kernel follows its symlinks inside the container's root.
+      cwd: options.cwd,
       uid: options.uid,
       gid: options.gid,
       additionalGids: [...(options.additionalGids ?? [])],
@@ -99,6 +103,7 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
       network: options.network,
       insecure: options.insecure ?? false,
       mounts: resolved,
+      ...(options.insecure ? { hostCapabilities: await ownCapabilities() } : {}),
     };
     const io = { onOutput: options.onOutput, signal: options.signal };
     if (isolation === 'runc') {
@@ -108,6 +113,48 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
   } finally {
     await mountPoints.removeCreated();
     await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * runc sets HOME, when the environment has none, to the user's home in the image's /etc/passwd
+ * (or `/`); done here so that both isolations give the same environment.
+ */
+async function withHome(rootfs: string, env: readonly string[], uid: number): Promise<string[]> {
+  if (env.some((entry) => entry.startsWith('HOME='))) return [...env];
+  let home = '/';
+  try {
+    const passwd = await readFile(hostPathOf(rootfs, await resolveInRootfs(rootfs, '/etc/passwd')), 'utf8');
+    for (const line of passwd.split('\n')) {
+      const fields = line.split(':');
+      if (fields.length >= 7 && fields[2] === String(uid) && fields[5]) {
+        home = fields[5];
+        break;
+      }
+    }
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'EISDIR') throw err;
+  }
+  return [...env, `HOME=${home}`];
+}
+
+/** The bounding set of this process: all that an insecure run can be given. */
+async function ownCapabilities(): Promise<string[]> {
+  const status = await readFile('/proc/self/status', 'utf8');
+  const mask = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  return mask === undefined ? [...ALL_CAPABILITIES] : capabilitiesInMask(BigInt(`0x${mask}`));
+}
+
+/** BuildKit creates a missing working directory (root-owned, 0755) and keeps it in the layer. */
+async function ensureWorkingDirectory(rootfs: string, cwd: string): Promise<void> {
+  const host = hostPathOf(rootfs, await resolveInRootfs(rootfs, cwd));
+  try {
+    await mkdir(host, { recursive: true, mode: 0o755 });
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code !== 'EEXIST' && code !== 'ENOTDIR') throw err;
+    throw new StrataError('INVALID_ARGUMENT', `working directory ${cwd} is not a directory in the image`);
   }
 }
 
@@ -239,9 +286,15 @@ function hostPathOf(rootfs: string, inRoot: string): string {
 
 /**
  * Fails early, with one clear line, when the command does not exist in the image: runc would
- * say it too, but unshare (chroot isolation) only exits 127, like a process could.
+ * say it too, but unshare (chroot isolation) only exits 127, like a process could. A command
+ * that may come from a mount (RUN --mount) is not known until it runs: the isolation decides.
  */
-async function checkExecutable(rootfs: string, command: string, env: readonly string[]): Promise<void> {
+async function checkExecutable(
+  rootfs: string,
+  command: string,
+  env: readonly string[],
+  mounts: readonly ResolvedMount[],
+): Promise<void> {
   const pathEntry = [...env].reverse().find((entry) => entry.startsWith('PATH='));
   const searchPath = pathEntry === undefined ? DEFAULT_PATH : pathEntry.slice('PATH='.length);
   const candidates = command.includes('/')
@@ -251,7 +304,9 @@ async function checkExecutable(rootfs: string, command: string, env: readonly st
         .filter((dir) => dir.startsWith('/'))
         .map((dir) => `${dir}/${command}`);
   for (const candidate of candidates) {
-    const host = hostPathOf(rootfs, await resolveInRootfs(rootfs, candidate));
+    const inRoot = await resolveInRootfs(rootfs, candidate);
+    if (mounts.some((mount) => inRoot.startsWith(`${mount.destination}/`))) return;
+    const host = hostPathOf(rootfs, inRoot);
     try {
       if ((await stat(host)).isFile()) {
         await access(host, constants.X_OK);
@@ -337,7 +392,9 @@ class MountPoints {
     const untouched = new Set<string>();
     for (const anchor of this.anchors.values()) {
       const now = await lstat(anchor.path, { bigint: true }).catch(() => undefined);
-      if (now !== undefined && now.mtimeNs === anchor.mtimeWithStubsNs) untouched.add(anchor.path);
+      // Not sealed: the run never started, so nothing but us wrote there.
+      const unchanged = anchor.mtimeWithStubsNs === undefined || now?.mtimeNs === anchor.mtimeWithStubsNs;
+      if (now !== undefined && unchanged) untouched.add(anchor.path);
     }
     let kept = 0;
     for (const host of [...this.created].reverse()) {

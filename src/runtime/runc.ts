@@ -15,8 +15,8 @@ import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
-import { StrataError, errnoCode } from '../errors.js';
-import { ociSpec, type ContainerConfig, type RunProcessOptions, type RunProcessResult } from './spec.js';
+import { StrataError, errnoCode, type ErrorCode } from '../errors.js';
+import { ociSpec, type ContainerConfig, type ProcessIo, type RunProcessResult } from './spec.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -24,8 +24,6 @@ const DEBIAN_RUNC = '/usr/sbin/runc';
 
 /** How often an abort retries `runc kill` while the container is still being created. */
 const KILL_RETRY_MS = 50;
-
-export type ProcessIo = Pick<RunProcessOptions, 'onOutput' | 'signal'>;
 
 let found: Promise<string | undefined> | undefined;
 
@@ -88,6 +86,8 @@ export async function runWithRunc(
     })();
   };
   io.signal?.addEventListener('abort', onAbort, { once: true });
+  // Aborted while the rootfs was being prepared: the event has fired already.
+  if (io.signal?.aborted) onAbort();
   let status: { code: number | null; signal: NodeJS.Signals | null };
   try {
     status = await exited;
@@ -109,12 +109,16 @@ export async function runWithRunc(
   const exitCode = status.code ?? 1;
   if (exitCode !== 0) {
     const failure = await runcFailure(log);
-    if (failure !== undefined) {
-      const code = /exec|no such file|permission denied/i.test(failure) ? 'NOT_FOUND' : 'INTERNAL';
-      throw new StrataError(code, `runc: ${failure}`, { userFacing: true });
-    }
+    if (failure !== undefined) throw new StrataError(failureCode(failure), `runc: ${failure}`);
   }
   return { exitCode, isolation: 'runc' };
+}
+
+/** The user's command could not be started (their mistake), or runc itself failed (ours). */
+function failureCode(message: string): ErrorCode {
+  if (/executable file not found|no such file or directory/i.test(message)) return 'NOT_FOUND';
+  if (/exec format error|permission denied/i.test(message)) return 'INVALID_ARGUMENT';
+  return 'INTERNAL';
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -7,6 +7,9 @@
  * it for RUN): Docker's capability set, its masked and read-only /proc paths, /sys read-only,
  * a deny-all device cgroup (runc adds its default devices to it), no rlimits, and
  * `noNewPrivileges: false` so that setuid programs (sudo, su) work in a RUN, as BuildKit allows.
+ *
+ * Not (yet) like Docker: no seccomp profile and no AppArmor profile are applied, /sys/fs/cgroup
+ * is not mounted, and `insecure` does not bind the host's devices into /dev.
  */
 
 export interface RuntimeMount {
@@ -59,6 +62,9 @@ export interface RunProcessResult {
   isolation: Isolation;
 }
 
+/** What an isolation streams the output to, and what stops it. */
+export type ProcessIo = Pick<RunProcessOptions, 'onOutput' | 'signal'>;
+
 /** A mount whose destination is already resolved inside the rootfs (no symlinks left in it). */
 export interface ResolvedMount {
   type: 'bind' | 'tmpfs';
@@ -83,6 +89,11 @@ export interface ContainerConfig {
   insecure: boolean;
   /** /etc/hosts, /etc/hostname, /etc/resolv.conf, then the caller's mounts, in mount order. */
   mounts: ResolvedMount[];
+  /**
+   * What `insecure` grants: the capabilities this process holds itself (runc cannot hand out
+   * more, and a sandboxed host may lack some). Every capability when not given.
+   */
+  hostCapabilities?: readonly string[];
 }
 
 /** Mount points the isolations always mount over; they must exist in the rootfs while it runs. */
@@ -219,8 +230,12 @@ export interface OciSpec {
  * other user only in bounding, which is what execve would leave a non-root user anyway (setuid
  * programs can still gain them). Inheritable and ambient stay empty (CVE-2022-24769).
  */
-export function capabilitiesFor(uid: number, insecure: boolean): OciCapabilities {
-  const set = [...(insecure ? ALL_CAPABILITIES : DEFAULT_CAPABILITIES)];
+export function capabilitiesFor(
+  uid: number,
+  insecure: boolean,
+  hostCapabilities: readonly string[] = ALL_CAPABILITIES,
+): OciCapabilities {
+  const set = [...(insecure ? hostCapabilities : DEFAULT_CAPABILITIES)];
   if (uid !== 0) return { bounding: set };
   return { bounding: set, effective: [...set], permitted: [...set] };
 }
@@ -289,7 +304,7 @@ export function ociSpec(config: ContainerConfig): OciSpec {
       args: [...config.args],
       env: [...config.env],
       cwd: config.cwd,
-      capabilities: capabilitiesFor(config.uid, config.insecure),
+      capabilities: capabilitiesFor(config.uid, config.insecure, config.hostCapabilities),
       noNewPrivileges: false,
     },
     root: { path: config.rootfs, readonly: false },
@@ -304,6 +319,11 @@ export function ociSpec(config: ContainerConfig): OciSpec {
       ...(config.insecure ? {} : { maskedPaths: [...MASKED_PATHS], readonlyPaths: [...READONLY_PATHS] }),
     },
   };
+}
+
+/** The capabilities in this process's bounding set, from a `CapBnd:` hex mask. */
+export function capabilitiesInMask(mask: bigint): string[] {
+  return ALL_CAPABILITIES.filter((_, bit) => (mask & (1n << BigInt(bit))) !== 0n);
 }
 
 /** /etc/hosts as BuildKit writes it: localhost and the container's own name on loopback. */

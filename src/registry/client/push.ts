@@ -1,0 +1,284 @@
+import { pipeline, type Readable } from 'node:stream';
+import { compressStream } from '../../archive/compression.js';
+import type { Digest } from '../../oci/digest.js';
+import { digestOf } from '../../oci/digest.js';
+import { layerCompression, layerMediaType, MediaType, type Compression } from '../../oci/mediatypes.js';
+import { familiarString, formatReference, parseReference, type Reference } from '../../oci/reference.js';
+import type { Descriptor, ImageIndex, ImageManifest } from '../../oci/types.js';
+import { parseManifestOrIndex } from '../../oci/validate.js';
+import { MAX_METADATA_BYTES, isUntaggedKey } from '../../image/resolve.js';
+import type { Store } from '../../store/index.js';
+import { StrataError } from '../../errors.js';
+import { CompressedLayerCache } from './compressed-cache.js';
+import { isRetriable, networkError } from './errors.js';
+import type { ProgressListener } from './progress.js';
+import { RemoteRepository, counting } from './repository.js';
+import { BlobReporter, forEachLimited, linkedAbort } from './transfer.js';
+import { RegistryClient, type ClientOptions } from './transport.js';
+
+export interface PushOptions extends Omit<ClientOptions, 'signal'> {
+  progress?: ProgressListener;
+  insecureRegistries?: string[];
+  signal?: AbortSignal;
+  /** Blobs uploaded at once (default 5, as dockerd's max-concurrent-uploads). */
+  concurrency?: number;
+  /** Upload blobs larger than this in PATCH chunks of this many bytes (default: one PUT per blob). */
+  chunkSize?: number;
+  /** Repositories of the same registry to mount blobs from before uploading them. */
+  mountFrom?: readonly string[];
+  /**
+   * What uncompressed layers (what `strata build` and `load` store) become on the registry:
+   * gzip by default, since docker and podman expect compressed layers; 'none' pushes them as is.
+   */
+  layerCompression?: Compression;
+}
+
+export interface PushResult {
+  /** The canonical name pushed, e.g. `localhost:5000/app:1`. */
+  name: string;
+  /** What the tag now points at on the registry. */
+  digest: Digest;
+  size: number;
+  mediaType: string;
+}
+
+/**
+ * `docker push`: uploads what a local name points at. Blobs the registry already has are skipped
+ * (HEAD), blobs another repository of the registry holds are mounted, the rest are uploaded
+ * (one PUT, or PATCH chunks with `chunkSize`). Uncompressed layers are gzip-compressed first, and
+ * the compressed blob is kept and remembered so that the next push is a HEAD hit. When a manifest
+ * had to be rewritten for that, the rewritten manifest is stored and the pushed name points at it,
+ * so the local name and the registry agree on the digest and GC keeps the compressed blobs.
+ */
+export async function pushImage(store: Store, reference: string, options: PushOptions = {}): Promise<PushResult> {
+  const ref = parseReference(reference);
+  const abort = linkedAbort(options.signal);
+  const client = await RegistryClient.create(ref.registry, { ...options, signal: abort.signal });
+  return pushWith(store, new RemoteRepository(client, ref.repository), ref, options, abort);
+}
+
+/** `docker push --all-tags`: every local tag of a repository. */
+export async function pushAllTags(store: Store, repositoryName: string, options: PushOptions = {}): Promise<PushResult[]> {
+  const ref = parseReference(repositoryName, { defaultTag: false });
+  if (ref.tag !== undefined || ref.digest !== undefined) {
+    throw new StrataError('INVALID_ARGUMENT', `tag can't be used with --all-tags/-a: ${repositoryName}`);
+  }
+  const prefix = `${ref.registry}/${ref.repository}:`;
+  const tags = (await store.images.list())
+    .filter((record) => record.name.startsWith(prefix) && !record.name.includes('@'))
+    .map((record) => record.name.slice(prefix.length));
+  if (tags.length === 0) {
+    throw new StrataError('NOT_FOUND', `An image does not exist locally with the repository name: ${repositoryName}`);
+  }
+  const abort = linkedAbort(options.signal);
+  const client = await RegistryClient.create(ref.registry, { ...options, signal: abort.signal });
+  const repository = new RemoteRepository(client, ref.repository);
+  const results: PushResult[] = [];
+  for (const tag of tags.sort()) results.push(await pushWith(store, repository, { ...ref, tag }, options, abort));
+  return results;
+}
+
+interface PushContext {
+  store: Store;
+  repository: RemoteRepository;
+  options: PushOptions;
+  abort: AbortController;
+  cache: CompressedLayerCache;
+  mountSources: string[];
+  /** Blobs handled in this push, so a layer shared by two platforms is sent once. */
+  done: Map<Digest, Promise<void>>;
+}
+
+async function pushWith(
+  store: Store,
+  repository: RemoteRepository,
+  ref: Reference,
+  options: PushOptions,
+  abort: AbortController,
+): Promise<PushResult> {
+  const name = formatReference(ref);
+  const record = await store.images.get(name);
+  if (record === undefined) {
+    throw new StrataError('NOT_FOUND', `An image does not exist locally with the tag: ${familiarString(ref)}`);
+  }
+  await repository.client.ping();
+  const records = await store.images.list();
+  const mountSources = [
+    ...(options.mountFrom ?? []),
+    ...records
+      .filter((other) => other.target.digest === record.target.digest && !isUntaggedKey(other.name))
+      .map((other) => parseReference(other.name, { defaultTag: false }))
+      .filter((other) => other.registry === ref.registry && other.repository !== ref.repository)
+      .map((other) => other.repository),
+  ];
+  const context: PushContext = {
+    store,
+    repository,
+    options,
+    abort,
+    cache: new CompressedLayerCache(store),
+    mountSources: [...new Set(mountSources)],
+    done: new Map(),
+  };
+  return store.withLease(async () => {
+    const tagOrDigest = ref.tag ?? ref.digest ?? 'latest';
+    const pushed = await pushDocument(context, record.target, tagOrDigest);
+    if (pushed.digest !== record.target.digest) {
+      // Point the name at what the registry now holds (see the pushImage comment).
+      await store.images.set(name, pushed);
+    }
+    return { name, digest: pushed.digest, size: pushed.size, mediaType: pushed.mediaType };
+  });
+}
+
+/** Pushes a manifest or index (children first), returning its descriptor as pushed. */
+async function pushDocument(context: PushContext, descriptor: Descriptor, tagOrDigest: string | undefined): Promise<Descriptor> {
+  const { store, repository } = context;
+  const bytes = await store.content.readBytes(descriptor.digest, MAX_METADATA_BYTES);
+  const parsed = parseManifestOrIndex(bytes, descriptor.mediaType, { source: `manifest ${descriptor.digest}` });
+  let document: ImageIndex | ImageManifest;
+  let changed = false;
+  if (parsed.kind === 'index') {
+    const children: Descriptor[] = [];
+    for (const child of parsed.index.manifests) {
+      if (!(await store.content.has(child.digest))) {
+        throw new StrataError(
+          'NOT_FOUND',
+          `cannot push ${repository.name}: the index has a manifest for ${child.platform ? `${child.platform.os}/${child.platform.architecture}` : child.digest} that is not in the store (only some platforms were pulled)`,
+        );
+      }
+      const pushed = await pushDocument(context, child, undefined);
+      if (pushed.digest !== child.digest) changed = true;
+      children.push({ ...child, mediaType: pushed.mediaType, digest: pushed.digest, size: pushed.size });
+    }
+    document = { ...parsed.index, manifests: children };
+  } else {
+    const manifest = parsed.manifest;
+    const family = manifest.mediaType === MediaType.dockerManifest ? 'docker' : 'oci';
+    const layers: Descriptor[] = [...manifest.layers];
+    await uploadBlob(context, manifest.config, 'config');
+    await forEachLimited(
+      manifest.layers.map((layer, index) => ({ layer, index })),
+      context.options.concurrency ?? 5,
+      async ({ layer, index }) => {
+        const prepared = await prepareLayer(context, layer, family);
+        if (prepared.digest !== layer.digest) changed = true;
+        layers[index] = prepared;
+        await uploadBlob(context, prepared, 'layer');
+      },
+      context.abort,
+    );
+    document = { ...manifest, layers };
+  }
+  let out = bytes;
+  let outDescriptor = descriptor;
+  if (changed) {
+    out = Buffer.from(JSON.stringify(document, null, 2));
+    const digest = digestOf(out);
+    await store.content.putBytes(out, { digest });
+    outDescriptor = { ...descriptor, digest, size: out.length };
+  }
+  const mediaType = outDescriptor.mediaType;
+  await repository.putManifest(tagOrDigest ?? outDescriptor.digest, out, mediaType);
+  context.options.progress?.({
+    type: 'manifest',
+    direction: 'push',
+    reference: `${repository.name}${tagOrDigest !== undefined ? `:${tagOrDigest}` : `@${outDescriptor.digest}`}`,
+    digest: outDescriptor.digest,
+    size: out.length,
+  });
+  return outDescriptor;
+}
+
+/**
+ * The layer as it goes to the registry: compressed layers as they are; an uncompressed one
+ * compressed (once: the result is stored and remembered by diff ID and codec).
+ */
+async function prepareLayer(context: PushContext, layer: Descriptor, family: 'oci' | 'docker'): Promise<Descriptor> {
+  const codec = context.options.layerCompression ?? 'gzip';
+  if (layerCompression(layer.mediaType) !== 'none' || codec === 'none') return layer;
+  const { store, cache } = context;
+  // Annotations of the uncompressed blob may describe it (its digest, its size): drop them.
+  const convert = (digest: Digest, size: number): Descriptor => ({ mediaType: layerMediaType(codec, family), digest, size });
+  const known = await cache.get(layer.digest, codec);
+  if (known !== undefined && (await store.content.retain(known))) {
+    const info = await store.content.info(known);
+    if (info !== undefined) return convert(known, info.size);
+  }
+  const reporter = new BlobReporter(context.options.progress, {
+    type: 'blob',
+    direction: 'push',
+    digest: layer.digest,
+    size: layer.size,
+    kind: 'layer',
+  });
+  reporter.status('compressing');
+  const compressed = pipeline(store.content.openRead(layer.digest), compressStream(codec), () => undefined);
+  const blob = await store.content.ingest(compressed);
+  await cache.set(layer.digest, codec, blob.digest);
+  return convert(blob.digest, blob.size);
+}
+
+/** Gets one blob onto the registry: already there, mounted, or uploaded (retried from scratch). */
+async function uploadBlob(context: PushContext, descriptor: Descriptor, kind: 'layer' | 'config'): Promise<void> {
+  const running = context.done.get(descriptor.digest);
+  if (running !== undefined) return running;
+  const work = uploadOnce(context, descriptor, kind);
+  context.done.set(descriptor.digest, work);
+  return work;
+}
+
+async function uploadOnce(context: PushContext, descriptor: Descriptor, kind: 'layer' | 'config'): Promise<void> {
+  const { store, repository, options } = context;
+  const { digest, size } = descriptor;
+  const reporter = new BlobReporter(options.progress, { type: 'blob', direction: 'push', digest, size, kind });
+  if (!(await store.content.has(digest))) {
+    throw new StrataError('NOT_FOUND', `cannot push ${repository.name}: blob ${digest} is not in the store`);
+  }
+  if (await repository.hasBlob(digest)) {
+    reporter.transferred = size;
+    reporter.status('exists');
+    return;
+  }
+  let location: URL | undefined;
+  const from = context.mountSources[0];
+  if (from !== undefined) {
+    const mounted = await repository.mountBlob(digest, from);
+    if (mounted === 'mounted') {
+      reporter.transferred = size;
+      reporter.status('mounted');
+      return;
+    }
+    location = mounted;
+  }
+  const client = repository.client;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      location ??= await repository.startUpload();
+      reporter.transferred = 0;
+      reporter.status('started');
+      const read = (range: { start?: number; end?: number } = {}): Readable =>
+        pipeline(store.content.openRead(digest, range), counting((bytes) => reporter.add(bytes)), () => undefined);
+      const chunkSize = options.chunkSize;
+      if (chunkSize !== undefined && size > chunkSize) {
+        await repository.putBlobChunked(location, digest, size, chunkSize, (start, end) => read({ start, end }));
+      } else {
+        await repository.putBlob(location, digest, size, () => read());
+      }
+      reporter.transferred = size;
+      reporter.status('done');
+      return;
+    } catch (err) {
+      client.signal?.throwIfAborted();
+      // The session may hold part of the blob now: a retry starts a fresh one.
+      location = undefined;
+      if (isRetriable(err) && attempt < client.retries) {
+        reporter.status('retrying', err instanceof Error ? err.message : String(err));
+        await client.backoff(attempt);
+        continue;
+      }
+      if (err instanceof StrataError) throw err;
+      throw networkError(`upload of ${digest} to ${repository.name} failed after ${attempt + 1} attempts`, err);
+    }
+  }
+}

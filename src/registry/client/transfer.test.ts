@@ -1,0 +1,153 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createTarFromDirectory } from '../../archive/tar-writer.js';
+import { importImage } from '../../image/import.js';
+import { MediaType } from '../../oci/mediatypes.js';
+import { parseImageManifest } from '../../oci/validate.js';
+import { Store } from '../../store/index.js';
+import { withTempDir } from '../../store/testing/helpers.js';
+import { isStrataError } from '../../errors.js';
+import { pullAllTags, pullImage } from './pull.js';
+import { pushImage } from './push.js';
+import type { TransferEvent } from './progress.js';
+import { FakeRegistry, addImage } from './testing/fake-registry.js';
+
+async function withSetup(work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>): Promise<void> {
+  const registry = await new FakeRegistry().start();
+  try {
+    await withTempDir(async (dir) => work(registry, await Store.open(join(dir, 'store')), dir));
+  } finally {
+    await registry.stop();
+  }
+}
+
+const options = { dockerConfigDir: '/nonexistent-docker-config', retryDelayMs: 5 };
+
+/** A one-layer image with an uncompressed layer, as `strata build` and `import` store them. */
+async function importRandomImage(store: Store, dir: string, name: string): Promise<void> {
+  const tree = join(dir, 'tree');
+  await mkdir(tree, { recursive: true });
+  await writeFile(join(tree, 'data.bin'), randomBytes(300_000));
+  await writeFile(join(tree, 'text.txt'), 'hello\n'.repeat(50_000));
+  await importImage(store, createTarFromDirectory(tree), { reference: name });
+}
+
+describe('pull', () => {
+  test('picks the requested platform from an index and names the index', () =>
+    withSetup(async (registry, store) => {
+      const amd = addImage(registry, { platform: { os: 'linux', architecture: 'amd64' } });
+      const arm = addImage(registry, { platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } });
+      const index = registry.addManifest(
+        {
+          schemaVersion: 2,
+          mediaType: MediaType.ociIndex,
+          manifests: [
+            { mediaType: MediaType.ociManifest, digest: amd.manifest.digest, size: amd.manifest.size, platform: { os: 'linux', architecture: 'amd64' } },
+            { mediaType: MediaType.ociManifest, digest: arm.manifest.digest, size: arm.manifest.size, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+          ],
+        },
+        MediaType.ociIndex,
+        'multi',
+      );
+      const image = await pullImage(store, `${registry.host}/app:multi`, { ...options, platform: { os: 'linux', architecture: 'arm64' } });
+      assert.equal(image.target.digest, index.digest);
+      assert.equal(image.manifestDescriptor.digest, arm.manifest.digest);
+      assert.equal(image.config.architecture, 'arm64');
+      assert.equal(image.id, index.digest, 'a multi-platform image is known by its index digest');
+      assert.equal(await store.content.has(amd.layer.digest), false, 'other platforms are not downloaded');
+      await assert.rejects(
+        pullImage(store, `${registry.host}/app:multi`, { ...options, platform: { os: 'linux', architecture: 's390x' } }),
+        (err: unknown) => isStrataError(err, 'NOT_FOUND') && /no matching manifest for linux\/s390x .*linux\/amd64, linux\/arm64\/v8/.test(err.message),
+      );
+    }));
+
+  test('by digest, the name carries the digest; --all-tags pulls every tag', () =>
+    withSetup(async (registry, store) => {
+      const one = addImage(registry, { tag: 'one' });
+      addImage(registry, { tag: 'two' });
+      const image = await pullImage(store, `${registry.host}/app@${one.manifest.digest}`, options);
+      assert.deepEqual(image.names, [`${registry.host}/app@${one.manifest.digest}`]);
+      const all = await pullAllTags(store, `${registry.host}/app`, options);
+      assert.deepEqual(all.map((pulled) => pulled.name), [
+        `${registry.host}/app:one`,
+        `${registry.host}/app:two`,
+      ]);
+    }));
+
+  test('layers already in the store are not downloaded again', () =>
+    withSetup(async (registry, store) => {
+      const { layer } = addImage(registry, { tag: 'latest' });
+      await pullImage(store, `${registry.host}/app`, options);
+      const events: TransferEvent[] = [];
+      await pullImage(store, `${registry.host}/app`, { ...options, progress: (e) => events.push(e) });
+      assert.equal(registry.matching(new RegExp(`/blobs/${layer.digest}$`), 'GET').length, 1);
+      assert.ok(events.some((e) => e.type === 'blob' && e.digest === layer.digest && e.status === 'exists'));
+    }));
+});
+
+describe('push', () => {
+  test('uncompressed layers go out gzip-compressed; the mapping makes the next push a HEAD hit', () =>
+    withSetup(async (registry, store, dir) => {
+      const name = `${registry.host}/built:1`;
+      await importRandomImage(store, dir, name);
+      const before = (await store.images.get(name))!.target;
+      const local = parseImageManifest(await store.content.readBytes(before.digest, 1e6));
+      const diffId = local.layers[0]!.digest;
+      assert.equal(local.layers[0]?.mediaType, MediaType.ociLayer);
+
+      const result = await pushImage(store, name, options);
+      const pushed = parseImageManifest(registry.manifests.get('1')!.bytes);
+      assert.equal(pushed.layers[0]?.mediaType, MediaType.ociLayerGzip);
+      assert.notEqual(pushed.layers[0]?.digest, diffId);
+      assert.equal(pushed.config.digest, local.config.digest, 'the config (and so the image ID) is unchanged');
+      assert.equal((await readFile(join(store.root, 'cache', 'compressed', `${diffId.slice(7)}.gzip`), 'utf8')).trim(), pushed.layers[0]?.digest);
+      assert.equal((await store.images.get(name))?.target.digest, result.digest, 'the name points at what was pushed');
+
+      // GC keeps the compressed blob and the rewritten manifest: the name references them.
+      await store.collectGarbage();
+      assert.equal(await store.content.has(pushed.layers[0]!.digest), true);
+      assert.equal(await store.content.has(result.digest), true);
+
+      const uploadsBefore = registry.matching(/\/blobs\/uploads\//).length;
+      const again = await pushImage(store, name, options);
+      assert.equal(again.digest, result.digest);
+      assert.equal(registry.matching(/\/blobs\/uploads\//).length, uploadsBefore, 'nothing uploaded the second time');
+
+      const other = await Store.open(join(dir, 'other'));
+      const pulled = await pullImage(other, name, options);
+      assert.equal(pulled.id, local.config.digest);
+    }));
+
+  test('a second image with the same layer reuses the remembered compressed blob', () =>
+    withSetup(async (registry, store, dir) => {
+      const name = `${registry.host}/built:1`;
+      await importRandomImage(store, dir, name);
+      await pushImage(store, name, options);
+      const target = (await store.images.get(name))!.target;
+      // The same content under a fresh name pointing at the original, uncompressed manifest.
+      await store.images.set(`${registry.host}/again:1`, target);
+      const events: TransferEvent[] = [];
+      await pushImage(store, `${registry.host}/again:1`, { ...options, progress: (e) => events.push(e) });
+      assert.ok(!events.some((e) => e.type === 'blob' && e.status === 'compressing'));
+    }));
+
+  test('chunked uploads PATCH the blob in pieces', () =>
+    withSetup(async (registry, store, dir) => {
+      const name = `${registry.host}/chunked:1`;
+      await importRandomImage(store, dir, name);
+      await pushImage(store, name, { ...options, chunkSize: 64 * 1024 });
+      const patches = registry.matching(/\/blobs\/uploads\//, 'PATCH');
+      assert.ok(patches.length >= 4, `${patches.length} PATCH requests`);
+      assert.match(String(patches[1]?.headers['content-range']), /^65536-131071$/);
+      const other = await Store.open(join(dir, 'other'));
+      await pullImage(other, name, options);
+    }));
+
+  test('pushing a name that is not in the store says so', () =>
+    withSetup(async (registry, store) => {
+      await assert.rejects(pushImage(store, `${registry.host}/nothing:1`, options), /An image does not exist locally with the tag: 127\.0\.0\.1:\d+\/nothing:1/);
+    }));
+});

@@ -1,0 +1,138 @@
+import { Readable } from 'node:stream';
+import type { Digest } from '../../oci/digest.js';
+import type { Store } from '../../store/index.js';
+import { StrataError, isStrataError } from '../../errors.js';
+import { isRetriable, networkError } from './errors.js';
+import type { ProgressListener, TransferEvent } from './progress.js';
+import type { RemoteRepository } from './repository.js';
+
+/** How often a transfer reports its byte count: often enough for a live view, not per chunk. */
+const PROGRESS_INTERVAL_MS = 100;
+
+/** Runs `work` over `items`, at most `limit` at a time; the first failure stops new work. */
+export async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+  abort?: AbortController,
+): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (failure === undefined && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await work(item);
+      } catch (error) {
+        // Keep the first cause: the others are usually this failure's abort echoing back.
+        failure ??= { error };
+        abort?.abort(error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure !== undefined) throw failure.error;
+}
+
+/** An AbortController that also fires when the caller's signal does. */
+export function linkedAbort(signal: AbortSignal | undefined): AbortController {
+  const controller = new AbortController();
+  if (signal?.aborted) controller.abort(signal.reason);
+  else signal?.addEventListener('abort', () => controller.abort(signal.reason), { once: true });
+  return controller;
+}
+
+/** Emits progress for one blob, rate-limiting the byte counts. */
+export class BlobReporter {
+  transferred = 0;
+  private lastReport = 0;
+
+  constructor(
+    private readonly listener: ProgressListener | undefined,
+    private readonly base: Omit<Extract<TransferEvent, { type: 'blob' }>, 'status' | 'transferred' | 'message'>,
+  ) {}
+
+  status(status: Extract<TransferEvent, { type: 'blob' }>['status'], message?: string): void {
+    this.listener?.({ ...this.base, status, transferred: this.transferred, ...(message !== undefined ? { message } : {}) });
+  }
+
+  add(bytes: number): void {
+    this.transferred += bytes;
+    const now = Date.now();
+    if (now - this.lastReport >= PROGRESS_INTERVAL_MS) {
+      this.lastReport = now;
+      this.status('progress');
+    }
+  }
+}
+
+/** Marks a body that ended before its announced size: a dropped transfer, worth resuming. */
+class TruncatedBody extends Error {
+  readonly code = 'ECONNRESET';
+}
+
+/**
+ * Downloads one blob into the store, verified against its digest and size, resuming after a
+ * dropped connection from the bytes already on disk (in this run or, via the ingest's `.partial`
+ * file, a later one). A wrong digest stores nothing and is not retried.
+ */
+export async function downloadBlob(
+  store: Store,
+  repository: RemoteRepository,
+  descriptor: { digest: Digest; size: number },
+  reporter: BlobReporter,
+): Promise<void> {
+  const { digest, size } = descriptor;
+  if (await store.content.retain(digest)) {
+    reporter.transferred = size;
+    reporter.status('exists');
+    return;
+  }
+  const client = repository.client;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await store.content.ingest(
+        async (offset) => {
+          reporter.transferred = offset;
+          reporter.status(offset > 0 ? 'resumed' : 'started');
+          const body = await repository.openBlob(digest, offset);
+          return Readable.from(counted(body, offset, size, reporter));
+        },
+        { digest, size, ref: `registry-blob:${digest}` },
+      );
+      reporter.transferred = size;
+      reporter.status('done');
+      return;
+    } catch (err) {
+      client.signal?.throwIfAborted();
+      if (isRetriable(err) && attempt < client.retries) {
+        reporter.status('retrying', err instanceof Error ? err.message : String(err));
+        await client.backoff(attempt);
+        continue;
+      }
+      if (isStrataError(err, 'DIGEST_MISMATCH')) {
+        throw new StrataError('DIGEST_MISMATCH', `blob ${digest} from ${repository.name}: ${err.message}; nothing was stored`, { cause: err });
+      }
+      if (isStrataError(err)) throw err;
+      throw networkError(`blob ${digest} from ${repository.name}: download failed after ${attempt + 1} attempts`, err);
+    }
+  }
+}
+
+async function* counted(
+  body: AsyncIterable<unknown>,
+  offset: number,
+  size: number,
+  reporter: BlobReporter,
+): AsyncGenerator<Uint8Array> {
+  let received = offset;
+  for await (const chunk of body) {
+    const bytes = chunk as Uint8Array;
+    received += bytes.length;
+    reporter.add(bytes.length);
+    yield bytes;
+  }
+  // A connection closed cleanly but early would look like wrong content to the ingest, which
+  // would then throw the partial file away; it is an interruption, so say so and resume.
+  if (received < size) throw new TruncatedBody(`the registry closed the transfer at byte ${received} of ${size}`);
+}
