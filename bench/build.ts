@@ -6,6 +6,7 @@
  *   (b) no-op rebuild of it
  *   (c) rebuild after one file changed
  *   (d) cold build of four independent stages (each COPYs a quarter) joined by a final stage
+ *   (e) cold build of 20 consecutive RUN steps (the RUN issue's benchmark)
  * Each figure is the wall time of the CLI command, the median of RUNS runs. Ratios are
  * strata / reference (< 1 means strata is faster). Run with `npm run bench build`.
  */
@@ -20,6 +21,8 @@ import { REPO_ROOT, busyboxStore, run, strataOk, type RunResult } from '../test/
 const FILES = 20_000;
 const TOTAL_BYTES = 200 * 1024 * 1024;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+/** `BENCH_SCENARIOS=a,e` runs only those scenarios. */
+const ONLY = (process.env.BENCH_SCENARIOS ?? '').split(',').filter((s) => s !== '');
 
 /** Source-like files: words from a small vocabulary with random identifiers (gzip ~3-4x). */
 async function writeContext(dir: string): Promise<void> {
@@ -63,6 +66,8 @@ const STAGES = [
   'FROM busybox\n',
   ...[0, 1, 2, 3].map((q) => `COPY --from=part${q} /app/part${q} /app/part${q}\n`),
 ].join('');
+
+const RUNS20 = `FROM busybox\n${Array.from({ length: 20 }, (_, i) => `RUN echo step${i} > /step${i}.txt\n`).join('')}`;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -120,7 +125,7 @@ async function dockerTool(busyboxArchive: string): Promise<Tool> {
     name: 'docker',
     async reset() {
       await dockerd.docker(['builder', 'prune', '-af']);
-      await dockerd.docker(['image', 'rm', '-f', 'bench/a', 'bench/d']);
+      await dockerd.docker(['image', 'rm', '-f', 'bench/a', 'bench/d', 'bench/e']);
     },
     build: (context, dockerfile, tag) =>
       timed(() => dockerd.docker(['build', '-q', '--network', 'host', '-f', dockerfile, '-t', tag, context])),
@@ -146,7 +151,7 @@ async function buildahTool(work: string, busyboxArchive: string): Promise<Tool |
     name: 'buildah',
     async reset() {
       await buildah(['rmi', '--prune']);
-      await buildah(['rmi', '-f', 'bench/a', 'bench/d']);
+      await buildah(['rmi', '-f', 'bench/a', 'bench/d', 'bench/e']);
     },
     build: (context, dockerfile, tag) =>
       timed(() =>
@@ -188,6 +193,8 @@ export async function benchBuild(): Promise<void> {
   const stages = join(work, 'Dockerfile.stages');
   await writeFile(single, SINGLE);
   await writeFile(stages, STAGES);
+  const runSteps = join(work, 'Dockerfile.runs');
+  await writeFile(runSteps, RUNS20);
 
   const tools: Tool[] = [];
   tools.push(await strataTool(work));
@@ -203,6 +210,8 @@ export async function benchBuild(): Promise<void> {
   if (typeof buildah === 'string') notes.push(`buildah: not compared (${buildah})`);
   else tools.push(buildah);
 
+  const emptyContext = join(work, 'empty-context');
+  await mkdir(emptyContext, { recursive: true });
   const changed = join(context, 'part0', 'pkg100', 'file7.ts');
   const scenarios: Scenario[] = [
     {
@@ -227,6 +236,13 @@ export async function benchBuild(): Promise<void> {
         return tool.build(context, stages, 'bench/d');
       },
     },
+    {
+      name: '(e) 20 consecutive RUN steps, cold',
+      async measure(tool) {
+        await tool.reset();
+        return tool.build(emptyContext, runSteps, 'bench/e');
+      },
+    },
   ];
 
   console.log(
@@ -234,7 +250,7 @@ export async function benchBuild(): Promise<void> {
   );
   const results = new Map<string, Map<string, number>>();
   try {
-    for (const scenario of scenarios) {
+    for (const scenario of scenarios.filter((s) => ONLY.length === 0 || ONLY.includes(s.name.slice(1, 2)))) {
       const row = new Map<string, number>();
       for (const tool of tools) {
         const times: number[] = [];
