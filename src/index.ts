@@ -82,13 +82,15 @@ export {
 export { ShellLexer, type ShellEnv } from './dockerfile/shell.js';
 export { parseDockerignore, PatternMatcher, readIgnoreFile } from './dockerfile/dockerignore.js';
 export { walkContext, type ContextEntry } from './dockerfile/context.js';
-export {
-  build,
-  type BuildOptions,
-  type BuildResult,
-} from './build/solver.js';
+export { build, type BuildOptions, type BuildResult } from './build/solver.js';
 export type { SecretSource } from './build/run-step.js';
-export { runProcess, detectIsolation, type RunProcessOptions, type RunProcessResult, type RuntimeMount } from './runtime/index.js';
+export {
+  runProcess,
+  detectIsolation,
+  type RunProcessOptions,
+  type RunProcessResult,
+  type RuntimeMount,
+} from './runtime/index.js';
 export {
   createProgress,
   isProgressMode,

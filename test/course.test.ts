@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { REPO_ROOT, mustRun, run, strataOk, tempDir } from './helpers/cli.js';
@@ -42,6 +42,19 @@ USER app
 EXPOSE 3000
 CMD ["node", "server.js"]
 `;
+
+/** The host's locally added CA certificates (Debian: /usr/local/share/ca-certificates). */
+async function hostExtraCas(): Promise<string> {
+  const dir = '/usr/local/share/ca-certificates';
+  let names: string[] = [];
+  try {
+    names = (await readdir(dir)).filter((name) => name.endsWith('.crt'));
+  } catch {
+    return '';
+  }
+  const parts = await Promise.all(names.map((name) => readFile(join(dir, name), 'utf8')));
+  return parts.join('\n');
+}
 
 /** Sum of the image's layer sizes, as `docker images` counts them. */
 async function imageBytes(root: string, name: string): Promise<number> {
@@ -83,7 +96,13 @@ describe('course exercise: a Node.js web app, single-stage vs multi-stage', () =
     await mkdir(bases, { recursive: true });
     const install = (packages: string, extra = '') =>
       `FROM debian:bookworm\nRUN apt-get update && apt-get install -y --no-install-recommends ${packages} && rm -rf /var/lib/apt/lists/*${extra}\n`;
-    await writeFile(join(bases, 'Dockerfile.build'), install('nodejs npm ca-certificates'));
+    // This sandbox reaches the npm registry through a TLS-intercepting egress proxy: the build
+    // base trusts the host's extra CAs, as a company base image trusts its proxy's CA.
+    await writeFile(join(bases, 'host-cas.crt'), await hostExtraCas());
+    await writeFile(
+      join(bases, 'Dockerfile.build'),
+      `${install('nodejs npm ca-certificates')}COPY host-cas.crt /usr/local/share/ca-certificates/host-cas.crt\nRUN update-ca-certificates\n`,
+    );
     await writeFile(
       join(bases, 'Dockerfile.runtime'),
       install('nodejs', ' && useradd --system --uid 10001 --no-create-home app'),

@@ -165,6 +165,8 @@ describe('RUN steps (real CLI, runc, overlayfs)', () => {
       failed.stderr,
       /Dockerfile:3:1: process "\/bin\/sh -c echo visible-output && exit 3" did not complete successfully: exit code: 3/,
     );
+    const quiet = await strata(root, ['build', '-q', context]);
+    assert.match(quiet.stderr, /exit code: 3\n {2}> visible-output/, 'the error keeps the last output lines');
     const images = await strataOk(root, ['images', '--format', '{{.Repository}}']);
     assert.doesNotMatch(images.stdout, /fail\/app/);
     const again = await strata(root, ['build', '--progress', 'plain', context]);

@@ -240,6 +240,9 @@ export async function runStep(request: RunStepRequest): Promise<void> {
     mounts.push({ type: 'bind', source: scriptDir, destination: '/dev/pipes', readonly: true });
     args = [`/dev/pipes/${file.slice(scriptDir.length + 1)}`];
   }
+  // The last lines of output go into the error: with -q or a log scrolled away, they are
+  // what explains the failure (BuildKit prints them the same way).
+  const tail = new OutputTail(10);
   try {
     const result = await runProcess({
       rootfs: request.rootfs,
@@ -253,16 +256,50 @@ export async function runStep(request: RunStepRequest): Promise<void> {
       mounts,
       insecure: request.insecure,
       isolation: request.isolation,
-      onOutput: request.onOutput,
+      onOutput: (stream, data) => {
+        tail.add(data);
+        request.onOutput(stream, data);
+      },
     });
     if (result.exitCode !== 0) {
       const shown = request.script ? request.args.concat(`<<${request.script.name}`) : request.args;
+      const lines = tail.lines();
+      const output = lines.length === 0 ? '' : `\n${lines.map((line) => `  > ${line}`).join('\n')}`;
       throw new StrataError(
         'INVALID_ARGUMENT',
-        `process "${shown.join(' ')}" did not complete successfully: exit code: ${result.exitCode}`,
+        `process "${shown.join(' ')}" did not complete successfully: exit code: ${result.exitCode}${output}`,
       );
     }
   } finally {
     if (scriptDir) await rm(scriptDir, { recursive: true, force: true });
+  }
+}
+
+/** The last `limit` lines of a stream of output chunks. */
+class OutputTail {
+  private readonly kept: string[] = [];
+  private partial = '';
+  private readonly decoder = new TextDecoder();
+
+  constructor(private readonly limit: number) {}
+
+  add(data: Uint8Array): void {
+    const text = this.partial + this.decoder.decode(data, { stream: true });
+    const parts = text.split('\n');
+    this.partial = parts.pop() ?? '';
+    for (const line of parts) this.push(line);
+  }
+
+  lines(): string[] {
+    if (this.partial !== '') {
+      this.push(this.partial);
+      this.partial = '';
+    }
+    return [...this.kept];
+  }
+
+  private push(line: string): void {
+    this.kept.push(line.replace(/\r$/, ''));
+    if (this.kept.length > this.limit) this.kept.shift();
   }
 }

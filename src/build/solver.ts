@@ -83,6 +83,13 @@ export interface BuildOptions {
   allowInsecure?: boolean;
   /** How RUN steps are isolated: runc when it works here (default), or unshare + chroot. */
   isolation?: 'auto' | 'runc' | 'chroot';
+  /**
+   * Fetches a base image the store lacks (the registry client, which sits above the build
+   * engine, is passed in by the caller; without it a missing base is an error).
+   */
+  pullImage?: (reference: string, platform: Platform) => Promise<ResolvedImage>;
+  /** `--pull`: fetch every base image again even when the store has it. */
+  pull?: boolean;
 }
 
 export interface BuildResult {
@@ -296,23 +303,52 @@ class Build {
 
   private async findBaseImage(reference: string, resolved: ResolvedStage): Promise<ResolvedImage> {
     const platform = resolved.platform ? parsePlatform(resolved.platform) : this.platform;
+    const pull = this.options.pullImage;
+    // `--pull`: always ask the registry (once per reference and build); otherwise only when
+    // the store does not have the image.
+    if (this.options.pull && pull) return this.pullOnce(reference, platform, pull);
     try {
       return await findImage(this.store, reference, platform);
     } catch (err) {
-      if (err instanceof StrataError && err.code === 'NOT_FOUND') {
-        let name = reference;
-        try {
-          name = formatReference(parseReference(reference));
-        } catch {
-          // keep the text as written in the message
-        }
-        throw new StrataError(
-          'NOT_FOUND',
-          `${name}: image not found in the store (load it with \`strata load\`, or pull it first)`,
-        );
+      if (!(err instanceof StrataError) || err.code !== 'NOT_FOUND') throw err;
+      if (pull) return this.pullOnce(reference, platform, pull);
+      let name = reference;
+      try {
+        name = formatReference(parseReference(reference));
+      } catch {
+        // keep the text as written in the message
       }
-      throw err;
+      throw new StrataError(
+        'NOT_FOUND',
+        `${name}: image not found in the store (load it with \`strata load\`, or pull it first)`,
+      );
     }
+  }
+
+  private readonly pulls = new Map<string, Promise<ResolvedImage>>();
+
+  private pullOnce(
+    reference: string,
+    platform: Platform,
+    pull: NonNullable<BuildOptions['pullImage']>,
+  ): Promise<ResolvedImage> {
+    const key = `${reference} ${formatPlatform(platform)}`;
+    let pulling = this.pulls.get(key);
+    if (!pulling) {
+      const vertex = this.vertex(`[internal] pull ${reference}`);
+      pulling = pull(reference, platform).then(
+        (image) => {
+          vertex.done();
+          return image;
+        },
+        (err: unknown) => {
+          vertex.fail(err instanceof Error ? err.message : String(err));
+          throw err;
+        },
+      );
+      this.pulls.set(key, pulling);
+    }
+    return pulling;
   }
 
   private async runStage(index: number): Promise<StageState> {

@@ -11,6 +11,7 @@ import {
   outputDirectory,
   outputStream,
   parseOutput,
+  pullImage,
   type BuildResult,
   type ProgressSink,
   type SecretSource,
@@ -131,7 +132,7 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
     .option('--progress <mode>', 'auto, tty, plain, rawjson or quiet', 'auto')
     .option('--iidfile <file>', 'write the image ID to this file')
     .option('--metadata-file <file>', 'write build result metadata (JSON) to this file')
-    .option('--pull', 'accepted for docker compatibility: base images come from the store')
+    .option('--pull', 'always pull base images again (missing ones are always pulled)')
     .option(
       '--secret <id=ID,src=FILE|env=VAR>',
       'expose a secret to RUN --mount=type=secret (repeatable)',
@@ -184,6 +185,8 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
           ...sshAgent(flags.ssh),
           allowInsecure: flags.allow.includes('security.insecure'),
           isolation: isolationMode(flags.isolation),
+          pull: flags.pull === true,
+          pullImage: (reference, platform) => pullImage(store, reference, { platform }),
         });
       } finally {
         await progress.close();

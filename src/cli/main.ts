@@ -5,6 +5,7 @@ import { registerImageCommands } from './image.js';
 import { registerSystemCommands } from './system.js';
 import { registerDockerfileCommands } from './dockerfile.js';
 import { registerBuildCommands, registerBuilderCommands } from './build.js';
+import { registerRegistryCommands } from './registry.js';
 
 export function createProgram(context?: CliContext): { program: Command; context: CliContext } {
   const program = new Command('strata');
@@ -24,6 +25,7 @@ export function createProgram(context?: CliContext): { program: Command; context
   registerDockerfileCommands(program, ctx);
   registerBuildCommands(program, ctx);
   registerBuilderCommands(program, ctx);
+  registerRegistryCommands(program, ctx);
   for (const command of program.commands) applyExitOverride(command);
   return { program, context: ctx };
 }

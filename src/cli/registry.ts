@@ -53,9 +53,15 @@ export class TransferRenderer {
       return;
     }
     if (event.type !== 'blob' || event.kind !== 'layer') return;
-    const row = this.rows.get(event.digest) ?? { id: shortId(event.digest), text: '', startedAt: undefined, lastPrinted: 0 };
+    const row = this.rows.get(event.digest) ?? {
+      id: shortId(event.digest),
+      text: '',
+      startedAt: undefined,
+      lastPrinted: 0,
+    };
     this.rows.set(event.digest, row);
-    if ((event.status === 'started' || event.status === 'resumed') && row.startedAt === undefined) row.startedAt = this.now();
+    if ((event.status === 'started' || event.status === 'resumed') && row.startedAt === undefined)
+      row.startedAt = this.now();
     const text = this.describe(event, row);
     const changed = text.split(' ')[0] !== row.text.split(' ')[0] || event.status !== 'progress';
     row.text = text;
@@ -153,7 +159,12 @@ export function registerRegistryCommands(program: Command, ctx: CliContext): voi
     .option('--platform <os/arch[/variant]>', 'platform to pull from a multi-platform image')
     .option('-a, --all-tags', 'download every tagged image in the repository')
     .option('-q, --quiet', 'suppress verbose output')
-    .option('--insecure-registry <host>', 'allow plain HTTP / unverified TLS for this registry (repeatable)', collect, [])
+    .option(
+      '--insecure-registry <host>',
+      'allow plain HTTP / unverified TLS for this registry (repeatable)',
+      collect,
+      [],
+    )
     .action(async (name: string, options: RegistryFlags & { platform?: string }) => {
       const store = await ctx.openStore();
       const view = renderer(ctx, options.quiet);
@@ -192,14 +203,22 @@ export function registerRegistryCommands(program: Command, ctx: CliContext): voi
     .argument('<name>', 'local image name, e.g. localhost:5000/app:1')
     .option('-a, --all-tags', 'push every local tag of the repository')
     .option('-q, --quiet', 'suppress verbose output')
-    .option('--insecure-registry <host>', 'allow plain HTTP / unverified TLS for this registry (repeatable)', collect, [])
+    .option(
+      '--insecure-registry <host>',
+      'allow plain HTTP / unverified TLS for this registry (repeatable)',
+      collect,
+      [],
+    )
     .action(async (name: string, options: RegistryFlags) => {
       const store = await ctx.openStore();
       const view = renderer(ctx, options.quiet);
       const common = { progress: view?.listener, insecureRegistries: options.insecureRegistry };
       const ref = parseReference(name, { defaultTag: !options.allTags });
       view?.line(`The push refers to repository [${ref.registry}/${ref.repository}]`);
-      const results = options.allTags === true ? await pushAllTags(store, name, common) : [await pushImage(store, name, common)];
+      const results =
+        options.allTags === true
+          ? await pushAllTags(store, name, common)
+          : [await pushImage(store, name, common)];
       view?.flush();
       for (const result of results) {
         const pushed = parseReference(result.name);
@@ -215,24 +234,46 @@ export function registerRegistryCommands(program: Command, ctx: CliContext): voi
     .option('-u, --username <username>', 'username')
     .option('-p, --password <password>', 'password (prefer --password-stdin)')
     .option('--password-stdin', 'read the password from stdin')
-    .option('--insecure-registry <host>', 'allow plain HTTP / unverified TLS for this registry (repeatable)', collect, [])
+    .option(
+      '--insecure-registry <host>',
+      'allow plain HTTP / unverified TLS for this registry (repeatable)',
+      collect,
+      [],
+    )
     .action(
       async (
         server: string | undefined,
-        options: { username?: string; password?: string; passwordStdin?: boolean; insecureRegistry: string[] },
+        options: {
+          username?: string;
+          password?: string;
+          passwordStdin?: boolean;
+          insecureRegistry: string[];
+        },
       ) => {
         let password = options.password;
         if (options.passwordStdin === true) {
-          if (password !== undefined) throw new StrataError('INVALID_ARGUMENT', '--password and --password-stdin are mutually exclusive');
-          if (options.username === undefined) throw new StrataError('INVALID_ARGUMENT', 'must provide --username with --password-stdin');
+          if (password !== undefined)
+            throw new StrataError(
+              'INVALID_ARGUMENT',
+              '--password and --password-stdin are mutually exclusive',
+            );
+          if (options.username === undefined)
+            throw new StrataError('INVALID_ARGUMENT', 'must provide --username with --password-stdin');
           password = (await readStdin()).replace(/\r?\n$/, '');
         } else if (password !== undefined) {
           ctx.warn('WARNING! Using --password via the CLI is insecure. Use --password-stdin.');
         }
         if (options.username === undefined || password === undefined) {
-          throw new StrataError('INVALID_ARGUMENT', 'login needs -u USERNAME and -p PASSWORD or --password-stdin');
+          throw new StrataError(
+            'INVALID_ARGUMENT',
+            'login needs -u USERNAME and -p PASSWORD or --password-stdin',
+          );
         }
-        await login(server, { username: options.username, password, insecureRegistries: options.insecureRegistry });
+        await login(server, {
+          username: options.username,
+          password,
+          insecureRegistries: options.insecureRegistry,
+        });
         ctx.print('Login Succeeded');
       },
     );

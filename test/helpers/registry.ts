@@ -7,14 +7,19 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, sign, X509Certificate } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import bcrypt from 'bcryptjs';
-import { fileURLToPath } from 'node:url';
-import { REPO_ROOT, mustRun, run, type RunResult } from './cli.js';
+import { mustRun, strata, type RunResult } from './cli.js';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
 
@@ -46,10 +51,55 @@ export async function makeTestCa(dir: string): Promise<TestCa> {
   const serverCsr = join(dir, 'server.csr');
   const serverCert = join(dir, 'server.crt');
   const ext = join(dir, 'server.ext');
-  await mustRun('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', caCert, '-days', '2', '-subj', '/CN=strata test CA']);
-  await mustRun('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', serverKey, '-out', serverCsr, '-subj', '/CN=127.0.0.1']);
+  await mustRun('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    caKey,
+    '-out',
+    caCert,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=strata test CA',
+  ]);
+  await mustRun('openssl', [
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    serverKey,
+    '-out',
+    serverCsr,
+    '-subj',
+    '/CN=127.0.0.1',
+  ]);
   await writeFile(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  await mustRun('openssl', ['x509', '-req', '-in', serverCsr, '-CA', caCert, '-CAkey', caKey, '-CAcreateserial', '-out', serverCert, '-days', '2', '-extfile', ext]);
+  await mustRun('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    serverCsr,
+    '-CA',
+    caCert,
+    '-CAkey',
+    caKey,
+    '-CAcreateserial',
+    '-out',
+    serverCert,
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+  ]);
   return { caCert, serverCert, serverKey };
 }
 
@@ -85,7 +135,23 @@ export async function startTokenServer(
   await mkdir(dir, { recursive: true });
   const key = join(dir, 'token.key');
   const cert = join(dir, 'token.crt');
-  await mustRun('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=strata test token issuer']);
+  await mustRun('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=strata test token issuer',
+  ]);
   const keyPem = await readFile(key, 'utf8');
   const der = new X509Certificate(await readFile(cert)).raw;
   const service = 'strata-test-registry';
@@ -94,7 +160,10 @@ export async function startTokenServer(
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter((s) => s !== '');
+    const scopes = url.searchParams
+      .getAll('scope')
+      .flatMap((s) => s.split(' '))
+      .filter((s) => s !== '');
     let user: string | undefined;
     const authorization = req.headers.authorization;
     if (authorization?.startsWith('Basic ')) {
@@ -112,18 +181,37 @@ export async function startTokenServer(
       const first = scope.indexOf(':');
       const last = scope.lastIndexOf(':');
       if (first < 0 || last === first) return [];
-      const actions = scope.slice(last + 1).split(',').filter((action) => user !== undefined || (options.anonymousPull === true && action === 'pull'));
+      const actions = scope
+        .slice(last + 1)
+        .split(',')
+        .filter((action) => user !== undefined || (options.anonymousPull === true && action === 'pull'));
       return [{ type: scope.slice(0, first), name: scope.slice(first + 1, last), actions }];
     });
     const now = Math.floor(Date.now() / 1000);
     const expiresIn = options.expiresIn ?? 300;
     const header = { typ: 'JWT', alg: 'ES256', x5c: [der.toString('base64')] };
-    const claims = { iss: issuer, sub: user ?? '', aud: service, exp: now + expiresIn, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access };
+    const claims = {
+      iss: issuer,
+      sub: user ?? '',
+      aud: service,
+      exp: now + expiresIn,
+      nbf: now - 10,
+      iat: now,
+      jti: randomBytes(8).toString('hex'),
+      access,
+    };
     const signingInput = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(claims))}`;
     const signature = sign('sha256', Buffer.from(signingInput), { key: keyPem, dsaEncoding: 'ieee-p1363' });
     const token = `${signingInput}.${base64url(signature)}`;
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ token, access_token: token, expires_in: expiresIn, issued_at: new Date(now * 1000).toISOString() }));
+    res.end(
+      JSON.stringify({
+        token,
+        access_token: token,
+        expires_in: expiresIn,
+        issued_at: new Date(now * 1000).toISOString(),
+      }),
+    );
   };
   const server: Server = createServer(handle);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -183,7 +271,12 @@ export async function startRegistry(
   const auth = options.auth ?? { kind: 'none' };
   if (auth.kind === 'htpasswd') {
     const file = join(dir, 'htpasswd');
-    await writeFile(file, Object.entries(auth.users).map(([user, password]) => htpasswdLine(user, password)).join(''));
+    await writeFile(
+      file,
+      Object.entries(auth.users)
+        .map(([user, password]) => htpasswdLine(user, password))
+        .join(''),
+    );
     lines.push('auth:', '  htpasswd:', '    realm: strata-test', `    path: ${file}`);
   } else if (auth.kind === 'token') {
     lines.push(
@@ -203,7 +296,17 @@ export async function startRegistry(
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   const url = `${options.tls !== undefined ? 'https' : 'http'}://${host}`;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // A test process that dies without stopping its registry must not leave it running.
+  const killOnExit = (): void => {
+    child.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      process.off('exit', killOnExit);
+      resolve();
+    }),
+  );
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
@@ -211,7 +314,8 @@ export async function startRegistry(
   };
   const ca = options.tls !== undefined ? await readFile(options.tls.caCert) : undefined;
   for (let tries = 0; ; tries++) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited ${child.exitCode}: ${await readFile(logFile, 'utf8')}`);
+    if (child.exitCode !== null)
+      throw new Error(`docker-registry exited ${child.exitCode}: ${await readFile(logFile, 'utf8')}`);
     if (await answers(`${url}/v2/`, ca)) break;
     if (tries > 100) {
       await stop();
@@ -244,19 +348,18 @@ export async function certsDirFor(dir: string, host: string, ca: TestCa): Promis
 
 /** sha256 of a file, hex, for comparing what tools wrote. */
 export async function sha256File(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
-/**
- * Runs the strata CLI with the registry commands, in a child process as users run it. Until
- * src/cli/main.ts registers them itself, this file doubles as that entry point (see the bottom).
- */
+/** Runs the strata CLI (bin/strata, the compiled CLI, as users run it). */
 export function strataRegistry(
   root: string,
   args: readonly string[],
   options: { input?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunResult> {
-  return run(process.execPath, ['--import', 'tsx', SELF, '--root', root, ...args], { ...options, cwd: REPO_ROOT });
+  return strata(root, args, options);
 }
 
 export async function strataRegistryOk(
@@ -265,31 +368,7 @@ export async function strataRegistryOk(
   options: { input?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunResult> {
   const result = await strataRegistry(root, args, options);
-  if (result.code !== 0) throw new Error(`strata ${args.join(' ')} exited ${result.code}:\n${result.stderr}${result.stdout}`);
+  if (result.code !== 0)
+    throw new Error(`strata ${args.join(' ')} exited ${result.code}:\n${result.stderr}${result.stdout}`);
   return result;
-}
-
-const SELF = fileURLToPath(import.meta.url);
-
-async function cliMain(argv: string[]): Promise<number> {
-  const { createProgram, main } = await import('../../src/cli/main.js');
-  const probe = createProgram().program;
-  if (probe.commands.some((command) => command.name() === 'pull')) return main(argv);
-  const { registerRegistryCommands } = await import('../../src/cli/registry.js');
-  const { StrataError } = await import('../../src/errors.js');
-  const { program, context } = createProgram();
-  registerRegistryCommands(program, context);
-  for (const command of program.commands) command.exitOverride();
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-    return 0;
-  } catch (err) {
-    if (err instanceof Error && 'exitCode' in err && typeof err.exitCode === 'number') return err.exitCode === 0 ? 0 : 2;
-    context.warn(`Error: ${err instanceof StrataError && err.userFacing ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    return 1;
-  }
-}
-
-if (process.argv[1] === SELF) {
-  process.exitCode = await cliMain(process.argv.slice(2));
 }

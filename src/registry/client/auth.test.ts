@@ -14,25 +14,48 @@ import { FakeRegistry, addImage, error } from './testing/fake-registry.js';
 describe('WWW-Authenticate and scopes', () => {
   test('parses Docker Hub style bearer challenges', () => {
     assert.deepEqual(
-      parseChallenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull"'),
-      [{ scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/busybox:pull' } }],
+      parseChallenges(
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull"',
+      ),
+      [
+        {
+          scheme: 'bearer',
+          params: {
+            realm: 'https://auth.docker.io/token',
+            service: 'registry.docker.io',
+            scope: 'repository:library/busybox:pull',
+          },
+        },
+      ],
     );
   });
 
   test('parses several challenges, tokens and escapes', () => {
-    assert.deepEqual(parseChallenges('Basic realm="a \\"q\\"", Bearer realm=https://x/t, error="insufficient_scope"'), [
-      { scheme: 'basic', params: { realm: 'a "q"' } },
-      { scheme: 'bearer', params: { realm: 'https://x/t', error: 'insufficient_scope' } },
-    ]);
+    assert.deepEqual(
+      parseChallenges('Basic realm="a \\"q\\"", Bearer realm=https://x/t, error="insufficient_scope"'),
+      [
+        { scheme: 'basic', params: { realm: 'a "q"' } },
+        { scheme: 'bearer', params: { realm: 'https://x/t', error: 'insufficient_scope' } },
+      ],
+    );
     assert.deepEqual(parseChallenges(''), []);
   });
 
   test('merges scopes per resource, with ports in names', () => {
     assert.deepEqual(
-      mergeScopes(['repository:a/b:pull', 'repository:a/b:push', 'repository:host:5000/c:pull', 'registry:catalog:*', 'repository:a/b:pull']),
+      mergeScopes([
+        'repository:a/b:pull',
+        'repository:a/b:push',
+        'repository:host:5000/c:pull',
+        'registry:catalog:*',
+        'repository:a/b:pull',
+      ]),
       ['registry:catalog:*', 'repository:a/b:pull,push', 'repository:host:5000/c:pull'],
     );
-    assert.deepEqual(mergeScopes(['repository:x:pull repository:y:pull']), ['repository:x:pull', 'repository:y:pull']);
+    assert.deepEqual(mergeScopes(['repository:x:pull repository:y:pull']), [
+      'repository:x:pull',
+      'repository:y:pull',
+    ]);
   });
 });
 
@@ -42,7 +65,11 @@ interface TokenLog {
 }
 
 /** Makes the fake registry demand bearer tokens from its own `/token` realm. */
-function requireBearer(registry: FakeRegistry, users: Record<string, string>, options: { anonymous?: boolean } = {}): TokenLog[] {
+function requireBearer(
+  registry: FakeRegistry,
+  users: Record<string, string>,
+  options: { anonymous?: boolean } = {},
+): TokenLog[] {
   const issued = new Set<string>();
   const log: TokenLog[] = [];
   registry.faults.push((req, res, path) => {
@@ -53,19 +80,25 @@ function requireBearer(registry: FakeRegistry, users: Record<string, string>, op
       if (header?.startsWith('Basic ')) {
         const [name, password] = Buffer.from(header.slice(6), 'base64').toString().split(':');
         if (name === undefined || users[name] !== password) {
-          res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"incorrect username or password"}');
+          res
+            .writeHead(401, { 'content-type': 'application/json' })
+            .end('{"details":"incorrect username or password"}');
           return true;
         }
         user = name;
       } else if (options.anonymous !== true) {
-        res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"anonymous access denied"}');
+        res
+          .writeHead(401, { 'content-type': 'application/json' })
+          .end('{"details":"anonymous access denied"}');
         return true;
       }
       const scopes = url.searchParams.getAll('scope');
       log.push({ scopes, user });
       const token = `token-${issued.size}`;
       issued.add(token);
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: token, expires_in: 300 }));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ access_token: token, expires_in: 300 }));
       return true;
     }
     const token = req.headers.authorization?.replace(/^Bearer /, '');
@@ -78,7 +111,9 @@ function requireBearer(registry: FakeRegistry, users: Record<string, string>, op
   return log;
 }
 
-async function withSetup(work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>): Promise<void> {
+async function withSetup(
+  work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>,
+): Promise<void> {
   const registry = await new FakeRegistry().start();
   try {
     await withTempDir(async (dir) => work(registry, await Store.open(join(dir, 'store')), dir));
@@ -103,9 +138,17 @@ describe('token auth', () => {
       const tokens = requireBearer(registry, { alice: 's3cret' });
       const docker = join(dir, 'docker');
       await mkdir(docker);
-      await writeFile(join(docker, 'config.json'), JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('alice:s3cret').toString('base64') } } }));
+      await writeFile(
+        join(docker, 'config.json'),
+        JSON.stringify({
+          auths: { [registry.host]: { auth: Buffer.from('alice:s3cret').toString('base64') } },
+        }),
+      );
       await pullImage(store, `${registry.host}/app`, { dockerConfigDir: docker });
-      await store.images.set(`${registry.host}/copy:1`, (await store.images.get(`${registry.host}/app:latest`))!.target);
+      await store.images.set(
+        `${registry.host}/copy:1`,
+        (await store.images.get(`${registry.host}/app:latest`))!.target,
+      );
       // Blobs are shared by all repositories of the fake; make the new one look empty to HEAD.
       registry.faults.unshift((req, res, path) => {
         if (req.method !== 'HEAD' || !path.startsWith('/v2/copy/blobs/')) return false;
@@ -114,7 +157,9 @@ describe('token auth', () => {
       });
       await pushImage(store, `${registry.host}/copy:1`, { dockerConfigDir: docker });
       assert.ok(tokens.every((t) => t.user === 'alice'));
-      const mountToken = tokens.find((t) => t.scopes.includes('repository:app:pull') && t.scopes.includes('repository:copy:pull,push'));
+      const mountToken = tokens.find(
+        (t) => t.scopes.includes('repository:app:pull') && t.scopes.includes('repository:copy:pull,push'),
+      );
       assert.ok(mountToken, `a token for the mount covers both repositories: ${JSON.stringify(tokens)}`);
       assert.ok(registry.matching(/mount=sha256/).length > 0, 'blobs were mounted from app');
     }));
@@ -124,7 +169,10 @@ describe('token auth', () => {
       addImage(registry, { tag: 'latest' });
       requireBearer(registry, { alice: 's3cret' });
       await assert.rejects(
-        pullImage(store, `${registry.host}/app`, { credentials: { username: 'alice', password: 'nope' }, dockerConfigDir: dir }),
+        pullImage(store, `${registry.host}/app`, {
+          credentials: { username: 'alice', password: 'nope' },
+          dockerConfigDir: dir,
+        }),
         /authentication with 127\.0\.0\.1:\d+ \(token server http:\/\/127\.0\.0\.1:\d+\): incorrect username or password \(HTTP 401\)/,
       );
     }));
@@ -135,14 +183,32 @@ describe('credentials and login', () => {
     withSetup(async (registry, _store, dir) => {
       requireBearer(registry, { bob: 'pw' });
       const docker = join(dir, 'docker');
-      await assert.rejects(login(registry.host, { username: 'bob', password: 'bad', dockerConfigDir: docker }), /incorrect username or password/);
-      await assert.rejects(readFile(join(docker, 'config.json')), { code: 'ENOENT' }, 'nothing stored after a failed login');
-      assert.equal(await login(registry.host, { username: 'bob', password: 'pw', dockerConfigDir: docker }), registry.host);
-      const config = JSON.parse(await readFile(join(docker, 'config.json'), 'utf8')) as { auths: Record<string, { auth: string }> };
+      await assert.rejects(
+        login(registry.host, { username: 'bob', password: 'bad', dockerConfigDir: docker }),
+        /incorrect username or password/,
+      );
+      await assert.rejects(
+        readFile(join(docker, 'config.json')),
+        { code: 'ENOENT' },
+        'nothing stored after a failed login',
+      );
+      assert.equal(
+        await login(registry.host, { username: 'bob', password: 'pw', dockerConfigDir: docker }),
+        registry.host,
+      );
+      const config = JSON.parse(await readFile(join(docker, 'config.json'), 'utf8')) as {
+        auths: Record<string, { auth: string }>;
+      };
       assert.equal(config.auths[registry.host]?.auth, Buffer.from('bob:pw').toString('base64'));
       assert.equal((await stat(join(docker, 'config.json'))).mode & 0o777, 0o600);
-      assert.deepEqual(await logout(registry.host, { dockerConfigDir: docker }), { registry: registry.host, removed: true });
-      assert.deepEqual(await logout(registry.host, { dockerConfigDir: docker }), { registry: registry.host, removed: false });
+      assert.deepEqual(await logout(registry.host, { dockerConfigDir: docker }), {
+        registry: registry.host,
+        removed: true,
+      });
+      assert.deepEqual(await logout(registry.host, { dockerConfigDir: docker }), {
+        registry: registry.host,
+        removed: false,
+      });
     }));
 
   test('Basic auth registries get credentials after the challenge', () =>
@@ -153,8 +219,14 @@ describe('credentials and login', () => {
         error(res, 401, 'UNAUTHORIZED', 'basic auth required', { 'www-authenticate': 'Basic realm="fake"' });
         return true;
       });
-      await assert.rejects(pullImage(store, `${registry.host}/app`, { dockerConfigDir: dir }), /basic auth required \(HTTP 401/);
-      await pullImage(store, `${registry.host}/app`, { dockerConfigDir: dir, credentials: { username: 'u', password: 'p' } });
+      await assert.rejects(
+        pullImage(store, `${registry.host}/app`, { dockerConfigDir: dir }),
+        /basic auth required \(HTTP 401/,
+      );
+      await pullImage(store, `${registry.host}/app`, {
+        dockerConfigDir: dir,
+        credentials: { username: 'u', password: 'p' },
+      });
     }));
 
   test('Docker Hub keys, credHelpers and the helper protocol', () =>
@@ -181,7 +253,9 @@ describe('credentials and login', () => {
       await writeFile(
         join(docker, 'config.json'),
         JSON.stringify({
-          auths: { 'https://index.docker.io/v1/': { auth: Buffer.from('hub:pw:with:colons').toString('base64') } },
+          auths: {
+            'https://index.docker.io/v1/': { auth: Buffer.from('hub:pw:with:colons').toString('base64') },
+          },
           credHelpers: { 'helped.example:5000': 'fake', 'other.example': 'fake' },
         }),
       );
@@ -194,7 +268,10 @@ describe('credentials and login', () => {
         assert.equal(await credentials.get('other.example'), undefined);
         assert.equal(await credentials.get('nowhere.example'), undefined);
         await credentials.store('helped.example:5000', { username: 'n', password: 'p' });
-        assert.match(await readFile(join(dir, 'helper.log'), 'utf8'), /store \{"ServerURL":"helped\.example:5000","Username":"n","Secret":"p"\}/);
+        assert.match(
+          await readFile(join(dir, 'helper.log'), 'utf8'),
+          /store \{"ServerURL":"helped\.example:5000","Username":"n","Secret":"p"\}/,
+        );
       } finally {
         process.env.PATH = path;
       }

@@ -79,7 +79,9 @@ export function mergeScopes(scopes: readonly string[]): string[] {
     actionsByResource.set(resource, actions);
   }
   return [...actionsByResource.entries()]
-    .map(([resource, actions]) => (actions.size === 0 ? resource : `${resource}:${[...actions].sort().join(',')}`))
+    .map(([resource, actions]) =>
+      actions.size === 0 ? resource : `${resource}:${[...actions].sort().join(',')}`,
+    )
     .sort();
 }
 
@@ -195,14 +197,21 @@ export class Authenticator {
     try {
       url = new URL(realm);
     } catch {
-      throw new StrataError('INVALID_ARGUMENT', `registry ${this.registry} sent an invalid token realm ${JSON.stringify(realm)}`);
+      throw new StrataError(
+        'INVALID_ARGUMENT',
+        `registry ${this.registry} sent an invalid token realm ${JSON.stringify(realm)}`,
+      );
     }
     const credentials = await this.credentials();
     const service = challenge.params.service;
     let response: { status: number; text: string };
     if (credentials?.identityToken !== undefined) {
       // OAuth2 refresh-token grant: what Docker does with the identity token a login returned.
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: credentials.identityToken, client_id: this.clientId });
+      const form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: credentials.identityToken,
+        client_id: this.clientId,
+      });
       if (service !== undefined) form.set('service', service);
       if (scopes.length > 0) form.set('scope', scopes.join(' '));
       response = await this.fetchToken(url, {
@@ -221,9 +230,17 @@ export class Authenticator {
       response = await this.fetchToken(url, { method: 'GET', headers });
     }
     if (response.status !== 200) {
-      throw new RegistryError(`authentication with ${this.registry} (token server ${url.origin})`, response.status, parseErrorBody(response.text), {
-        hint: response.status === 401 && credentials === undefined ? `log in with strata login ${this.registry}` : undefined,
-      });
+      throw new RegistryError(
+        `authentication with ${this.registry} (token server ${url.origin})`,
+        response.status,
+        parseErrorBody(response.text),
+        {
+          hint:
+            response.status === 401 && credentials === undefined
+              ? `log in with strata login ${this.registry}`
+              : undefined,
+        },
+      );
     }
     const body = parseTokenResponse(response.text, this.registry);
     const issuedAt = body.issuedAt ?? Date.now();
@@ -235,12 +252,18 @@ export class Authenticator {
   }
 }
 
-function parseTokenResponse(text: string, registry: string): { token: string; expiresIn?: number; issuedAt?: number } {
+function parseTokenResponse(
+  text: string,
+  registry: string,
+): { token: string; expiresIn?: number; issuedAt?: number } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new StrataError('INVALID_ARGUMENT', `the token server of ${registry} answered with something other than JSON`);
+    throw new StrataError(
+      'INVALID_ARGUMENT',
+      `the token server of ${registry} answered with something other than JSON`,
+    );
   }
   const record = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
   const token = typeof record.token === 'string' && record.token !== '' ? record.token : record.access_token;

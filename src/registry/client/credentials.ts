@@ -63,7 +63,8 @@ export class CredentialStore {
     }
     try {
       const parsed: unknown = JSON.parse(text);
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new Error('not an object');
       return parsed as DockerConfigFile;
     } catch (err) {
       throw new StrataError(
@@ -92,14 +93,21 @@ export class CredentialStore {
         const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
         const colon = decoded.indexOf(':');
         if (colon < 0) {
-          throw new StrataError('INVALID_ARGUMENT', `${this.configPath}: the auth entry for ${key} is not base64 user:password`);
+          throw new StrataError(
+            'INVALID_ARGUMENT',
+            `${this.configPath}: the auth entry for ${key} is not base64 user:password`,
+          );
         }
-        return withIdentity({ username: decoded.slice(0, colon), password: decoded.slice(colon + 1) }, entry.identitytoken);
+        return withIdentity(
+          { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) },
+          entry.identitytoken,
+        );
       }
       if (entry.username !== undefined && entry.password !== undefined) {
         return withIdentity({ username: entry.username, password: entry.password }, entry.identitytoken);
       }
-      if (entry.identitytoken !== undefined) return { username: '', password: '', identityToken: entry.identitytoken };
+      if (entry.identitytoken !== undefined)
+        return { username: '', password: '', identityToken: entry.identitytoken };
     }
     return undefined;
   }
@@ -132,7 +140,8 @@ export class CredentialStore {
       delete auths[key];
       erased = true;
     }
-    if (Object.keys(auths).length !== Object.keys(config.auths ?? {}).length) await this.write({ ...config, auths });
+    if (Object.keys(auths).length !== Object.keys(config.auths ?? {}).length)
+      await this.write({ ...config, auths });
     return erased;
   }
 
@@ -144,13 +153,19 @@ export class CredentialStore {
 }
 
 function withIdentity(credentials: Credentials, identityToken: string | undefined): Credentials {
-  return identityToken !== undefined && identityToken !== '' ? { ...credentials, identityToken } : credentials;
+  return identityToken !== undefined && identityToken !== ''
+    ? { ...credentials, identityToken }
+    : credentials;
 }
 
 const NOT_FOUND_MESSAGE = 'credentials not found in native keychain';
 
 /** Runs `docker-credential-<helper> <action>` with `input` on stdin; the protocol is text in, JSON out. */
-function runHelper(helper: string, action: 'get' | 'store' | 'erase', input: string): Promise<{ code: number; stdout: string }> {
+function runHelper(
+  helper: string,
+  action: 'get' | 'store' | 'erase',
+  input: string,
+): Promise<{ code: number; stdout: string }> {
   const program = `docker-credential-${helper}`;
   return new Promise((resolve, reject) => {
     const child = spawn(program, [action], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -177,13 +192,19 @@ async function helperGet(helper: string, serverUrl: string): Promise<Credentials
   const { code, stdout } = await runHelper(helper, 'get', serverUrl);
   if (code !== 0) {
     if (stdout.includes(NOT_FOUND_MESSAGE)) return undefined;
-    throw new StrataError('INVALID_ARGUMENT', `credential helper docker-credential-${helper} get failed: ${oneLine(stdout)}`);
+    throw new StrataError(
+      'INVALID_ARGUMENT',
+      `credential helper docker-credential-${helper} get failed: ${oneLine(stdout)}`,
+    );
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(stdout);
   } catch {
-    throw new StrataError('INVALID_ARGUMENT', `credential helper docker-credential-${helper} printed invalid JSON`);
+    throw new StrataError(
+      'INVALID_ARGUMENT',
+      `credential helper docker-credential-${helper} printed invalid JSON`,
+    );
   }
   const record = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
   const username = typeof record.Username === 'string' ? record.Username : '';
@@ -195,10 +216,17 @@ async function helperGet(helper: string, serverUrl: string): Promise<Credentials
 }
 
 async function helperStore(helper: string, serverUrl: string, credentials: Credentials): Promise<void> {
-  const payload = JSON.stringify({ ServerURL: serverUrl, Username: credentials.username, Secret: credentials.password });
+  const payload = JSON.stringify({
+    ServerURL: serverUrl,
+    Username: credentials.username,
+    Secret: credentials.password,
+  });
   const { code, stdout } = await runHelper(helper, 'store', payload);
   if (code !== 0) {
-    throw new StrataError('INVALID_ARGUMENT', `credential helper docker-credential-${helper} store failed: ${oneLine(stdout)}`);
+    throw new StrataError(
+      'INVALID_ARGUMENT',
+      `credential helper docker-credential-${helper} store failed: ${oneLine(stdout)}`,
+    );
   }
 }
 
@@ -206,5 +234,8 @@ async function helperErase(helper: string, serverUrl: string): Promise<boolean> 
   const { code, stdout } = await runHelper(helper, 'erase', serverUrl);
   if (code === 0) return true;
   if (stdout.includes(NOT_FOUND_MESSAGE)) return false;
-  throw new StrataError('INVALID_ARGUMENT', `credential helper docker-credential-${helper} erase failed: ${oneLine(stdout)}`);
+  throw new StrataError(
+    'INVALID_ARGUMENT',
+    `credential helper docker-credential-${helper} erase failed: ${oneLine(stdout)}`,
+  );
 }

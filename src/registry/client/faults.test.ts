@@ -12,7 +12,9 @@ import { FakeRegistry, addImage, error } from './testing/fake-registry.js';
 
 const fast: PullOptions = { retryDelayMs: 5, dockerConfigDir: '/nonexistent-docker-config' };
 
-async function withRegistry(work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>): Promise<void> {
+async function withRegistry(
+  work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>,
+): Promise<void> {
   const registry = await new FakeRegistry().start();
   try {
     await withTempDir(async (dir) => work(registry, await Store.open(join(dir, 'store')), dir));
@@ -47,7 +49,11 @@ describe('registry client faults', () => {
       assert.equal((await store.content.readBytes(layer.digest, 1e6)).equals(layer.data), true);
       const gets = registry.matching(new RegExp(`/blobs/${layer.digest}$`), 'GET');
       assert.equal(gets.length, 2);
-      assert.match(String(gets[1]?.headers.range), /^bytes=[1-9]\d*-$/, 'the retry asks only for the missing tail');
+      assert.match(
+        String(gets[1]?.headers.range),
+        /^bytes=[1-9]\d*-$/,
+        'the retry asks only for the missing tail',
+      );
       assert.deepEqual(await ingestLeftovers(store), []);
     }));
 
@@ -55,11 +61,14 @@ describe('registry client faults', () => {
     withRegistry(async (registry, store) => {
       const { layer } = addImage(registry, { tag: 'v1', layerBytes: 400_000 });
       dropMidBlob(registry, layer.digest, layer.data, 100);
-      await assert.rejects(pullImage(store, `${registry.host}/app:v1`, { ...fast, retries: 1 }), (err: unknown) => {
-        assert.ok(isStrataError(err));
-        assert.doesNotMatch(err.message, /\n/);
-        return true;
-      });
+      await assert.rejects(
+        pullImage(store, `${registry.host}/app:v1`, { ...fast, retries: 1 }),
+        (err: unknown) => {
+          assert.ok(isStrataError(err));
+          assert.doesNotMatch(err.message, /\n/);
+          return true;
+        },
+      );
       assert.equal(await store.content.has(layer.digest), false, 'no partial blob in the store');
       assert.equal(await store.images.get(`${registry.host}/app:v1`), undefined, 'no name for a failed pull');
       assert.equal((await ingestLeftovers(store)).length, 1, 'the partial download is kept in ingest/');
@@ -67,7 +76,11 @@ describe('registry client faults', () => {
       const image = await pullImage(store, `${registry.host}/app:v1`, fast);
       assert.equal(image.names[0], `${registry.host}/app:v1`);
       const last = registry.matching(new RegExp(`/blobs/${layer.digest}$`), 'GET').at(-1);
-      assert.match(String(last?.headers.range), /^bytes=[1-9]\d*-$/, 'the second run continued from the partial');
+      assert.match(
+        String(last?.headers.range),
+        /^bytes=[1-9]\d*-$/,
+        'the second run continued from the partial',
+      );
       assert.equal((await store.content.readBytes(layer.digest, 1e6)).equals(layer.data), true);
       assert.deepEqual(await ingestLeftovers(store), []);
     }));
@@ -93,7 +106,10 @@ describe('registry client faults', () => {
         error(res, 503, 'UNAVAILABLE', 'down for maintenance');
         return true;
       });
-      await assert.rejects(pullImage(store, `${registry.host}/app`, { ...fast, retries: 2 }), /down for maintenance \(HTTP 503, UNAVAILABLE\)/);
+      await assert.rejects(
+        pullImage(store, `${registry.host}/app`, { ...fast, retries: 2 }),
+        /down for maintenance \(HTTP 503, UNAVAILABLE\)/,
+      );
       assert.equal(registry.matching(/\/manifests\//).length, 3);
     }));
 
@@ -103,21 +119,34 @@ describe('registry client faults', () => {
       registry.blobs.set(layer.digest, Buffer.from(layer.data).fill(1, 0, 10));
       await assert.rejects(pullImage(store, `${registry.host}/app`, fast), (err: unknown) => {
         assert.ok(isStrataError(err, 'DIGEST_MISMATCH'));
-        assert.match(err.message, new RegExp(`blob ${layer.digest} from ${registry.host}/app: digest mismatch`));
+        assert.match(
+          err.message,
+          new RegExp(`blob ${layer.digest} from ${registry.host}/app: digest mismatch`),
+        );
         assert.doesNotMatch(err.message, /\n/);
         return true;
       });
       assert.equal(await store.content.has(layer.digest), false);
       assert.deepEqual(await ingestLeftovers(store), []);
       assert.deepEqual(await store.images.list(), []);
-      assert.equal(registry.matching(new RegExp(`/blobs/${layer.digest}$`), 'GET').length, 1, 'wrong content is not retried');
+      assert.equal(
+        registry.matching(new RegExp(`/blobs/${layer.digest}$`), 'GET').length,
+        1,
+        'wrong content is not retried',
+      );
     }));
 
   test('a manifest that does not match its digest is refused', () =>
     withRegistry(async (registry, store) => {
       const { manifest } = addImage(registry, { tag: 'latest' });
-      registry.manifests.set(manifest.digest, { bytes: Buffer.from('{"schemaVersion":2}'), mediaType: manifest.mediaType });
-      await assert.rejects(pullImage(store, `${registry.host}/app@${manifest.digest}`, fast), /DIGEST|digest/);
+      registry.manifests.set(manifest.digest, {
+        bytes: Buffer.from('{"schemaVersion":2}'),
+        mediaType: manifest.mediaType,
+      });
+      await assert.rejects(
+        pullImage(store, `${registry.host}/app@${manifest.digest}`, fast),
+        /DIGEST|digest/,
+      );
     }));
 
   test('401 shows the registry error body and how to log in', () =>
@@ -144,10 +173,16 @@ describe('registry client faults', () => {
         error(res, 403, 'DENIED', 'requested access to the resource is denied');
         return true;
       });
-      await assert.rejects(pullImage(store, `${registry.host}/denied/app`, fast), /requested access to the resource is denied \(HTTP 403, DENIED\)/);
+      await assert.rejects(
+        pullImage(store, `${registry.host}/denied/app`, fast),
+        /requested access to the resource is denied \(HTTP 403, DENIED\)/,
+      );
       await assert.rejects(pullImage(store, `${registry.host}/missing:1`, fast), (err: unknown) => {
         assert.ok(isStrataError(err, 'NOT_FOUND'));
-        assert.equal(err.message, `manifest ${registry.host}/missing:1: manifest unknown (HTTP 404, MANIFEST_UNKNOWN)`);
+        assert.equal(
+          err.message,
+          `manifest ${registry.host}/missing:1: manifest unknown (HTTP 404, MANIFEST_UNKNOWN)`,
+        );
         return true;
       });
     }));
@@ -156,10 +191,15 @@ describe('registry client faults', () => {
     withRegistry(async (registry, store) => {
       registry.faults.push((_req, res, path) => {
         if (!path.includes('/manifests/')) return false;
-        error(res, 429, 'TOOMANYREQUESTS', 'You have reached your pull rate limit.', { 'retry-after': '3600' });
+        error(res, 429, 'TOOMANYREQUESTS', 'You have reached your pull rate limit.', {
+          'retry-after': '3600',
+        });
         return true;
       });
-      await assert.rejects(pullImage(store, `${registry.host}/app`, fast), /You have reached your pull rate limit\. \(HTTP 429, TOOMANYREQUESTS\)/);
+      await assert.rejects(
+        pullImage(store, `${registry.host}/app`, fast),
+        /You have reached your pull rate limit\. \(HTTP 429, TOOMANYREQUESTS\)/,
+      );
       assert.equal(registry.matching(/\/manifests\//).length, 1);
     }));
 
@@ -207,7 +247,10 @@ describe('registry client faults', () => {
     withRegistry(async (registry, store) => {
       addImage(registry, { tag: 'src' });
       await pullImage(store, `${registry.host}/app:src`, fast);
-      await store.images.set(`${registry.host}/other:1`, (await store.images.get(`${registry.host}/app:src`))!.target);
+      await store.images.set(
+        `${registry.host}/other:1`,
+        (await store.images.get(`${registry.host}/app:src`))!.target,
+      );
       registry.blobs.clear();
       let failedPut = false;
       registry.faults.push((req, res, path) => {

@@ -99,7 +99,10 @@ async function readHostTls(certsDirectory: string, registry: string): Promise<Ho
   return tls.ca.length > 0 || tls.cert !== undefined ? tls : undefined;
 }
 
-function agent(timeouts: Timeouts, tls: { ca?: string[]; cert?: string; key?: string; verify: boolean }): Agent {
+function agent(
+  timeouts: Timeouts,
+  tls: { ca?: string[]; cert?: string; key?: string; verify: boolean },
+): Agent {
   return new Agent({
     connect: {
       timeout: timeouts.connectMs,
@@ -115,15 +118,21 @@ function agent(timeouts: Timeouts, tls: { ca?: string[]; cert?: string; key?: st
 }
 
 /** The endpoint for a registry named in a reference (`docker.io`, `ghcr.io`, `localhost:5000`). */
-export async function resolveEndpoint(registry: string, options: HostOptions = {}): Promise<RegistryEndpoint> {
+export async function resolveEndpoint(
+  registry: string,
+  options: HostOptions = {},
+): Promise<RegistryEndpoint> {
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   const host = apiHost(registry);
-  const certsDirectory =
-    options.certsDirectory ?? process.env.STRATA_CERTS_DIR ?? DEFAULT_CERTS_DIR;
+  const certsDirectory = options.certsDirectory ?? process.env.STRATA_CERTS_DIR ?? DEFAULT_CERTS_DIR;
   const tls = await readHostTls(certsDirectory, registry);
   if (tls !== undefined) {
     // TLS material was configured for this host: the user wants verified HTTPS, even on loopback.
-    return { registry, candidates: [{ baseUrl: `https://${host}`, dispatcher: agent(timeouts, { ...tls, verify: true }) }], timeouts };
+    return {
+      registry,
+      candidates: [{ baseUrl: `https://${host}`, dispatcher: agent(timeouts, { ...tls, verify: true }) }],
+      timeouts,
+    };
   }
   if (isInsecureHost(registry, options.insecureRegistries)) {
     return {
@@ -135,5 +144,9 @@ export async function resolveEndpoint(registry: string, options: HostOptions = {
       timeouts,
     };
   }
-  return { registry, candidates: [{ baseUrl: `https://${host}`, dispatcher: agent(timeouts, { verify: true }) }], timeouts };
+  return {
+    registry,
+    candidates: [{ baseUrl: `https://${host}`, dispatcher: agent(timeouts, { verify: true }) }],
+    timeouts,
+  };
 }

@@ -15,10 +15,12 @@ export interface LoginOptions extends Omit<ClientOptions, 'credentials'> {
 export function registryFromServer(server: string | undefined): string {
   if (server === undefined || server === '') return DEFAULT_REGISTRY;
   const host = server.replace(/^https?:\/\//i, '').split('/', 1)[0] ?? '';
-  if (host === 'index.docker.io' || host === 'registry-1.docker.io' || host === DEFAULT_REGISTRY) return DEFAULT_REGISTRY;
+  if (host === 'index.docker.io' || host === 'registry-1.docker.io' || host === DEFAULT_REGISTRY)
+    return DEFAULT_REGISTRY;
   // Validates the host with the reference grammar, so `login` and `pull` agree on names.
   const parsed = parseReference(`${host}/probe`);
-  if (parsed.registry !== host) throw new StrataError('INVALID_ARGUMENT', `invalid registry address ${JSON.stringify(server)}`);
+  if (parsed.registry !== host)
+    throw new StrataError('INVALID_ARGUMENT', `invalid registry address ${JSON.stringify(server)}`);
   return host;
 }
 
@@ -29,7 +31,8 @@ export function registryFromServer(server: string | undefined): string {
 export async function login(server: string | undefined, options: LoginOptions): Promise<string> {
   const registry = registryFromServer(server);
   if (options.username === '') throw new StrataError('INVALID_ARGUMENT', 'login needs a username');
-  if (options.password === '') throw new StrataError('INVALID_ARGUMENT', 'login needs a password (use -p or --password-stdin)');
+  if (options.password === '')
+    throw new StrataError('INVALID_ARGUMENT', 'login needs a password (use -p or --password-stdin)');
   const credentials: Credentials = { username: options.username, password: options.password };
   const client = await RegistryClient.create(registry, { ...options, credentials });
   await client.ping();
@@ -41,7 +44,10 @@ export async function login(server: string | undefined, options: LoginOptions): 
 }
 
 /** `docker logout`: forgets the credentials; false when there were none. */
-export async function logout(server: string | undefined, options: { dockerConfigDir?: string } = {}): Promise<{ registry: string; removed: boolean }> {
+export async function logout(
+  server: string | undefined,
+  options: { dockerConfigDir?: string } = {},
+): Promise<{ registry: string; removed: boolean }> {
   const registry = registryFromServer(server);
   const removed = await new CredentialStore(options.dockerConfigDir).erase(registry);
   return { registry, removed };

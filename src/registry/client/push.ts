@@ -50,7 +50,11 @@ export interface PushResult {
  * had to be rewritten for that, the rewritten manifest is stored and the pushed name points at it,
  * so the local name and the registry agree on the digest and GC keeps the compressed blobs.
  */
-export async function pushImage(store: Store, reference: string, options: PushOptions = {}): Promise<PushResult> {
+export async function pushImage(
+  store: Store,
+  reference: string,
+  options: PushOptions = {},
+): Promise<PushResult> {
   const ref = parseReference(reference);
   const abort = linkedAbort(options.signal);
   const client = await RegistryClient.create(ref.registry, { ...options, signal: abort.signal });
@@ -58,7 +62,11 @@ export async function pushImage(store: Store, reference: string, options: PushOp
 }
 
 /** `docker push --all-tags`: every local tag of a repository. */
-export async function pushAllTags(store: Store, repositoryName: string, options: PushOptions = {}): Promise<PushResult[]> {
+export async function pushAllTags(
+  store: Store,
+  repositoryName: string,
+  options: PushOptions = {},
+): Promise<PushResult[]> {
   const ref = parseReference(repositoryName, { defaultTag: false });
   if (ref.tag !== undefined || ref.digest !== undefined) {
     throw new StrataError('INVALID_ARGUMENT', `tag can't be used with --all-tags/-a: ${repositoryName}`);
@@ -68,13 +76,17 @@ export async function pushAllTags(store: Store, repositoryName: string, options:
     .filter((record) => record.name.startsWith(prefix) && !record.name.includes('@'))
     .map((record) => record.name.slice(prefix.length));
   if (tags.length === 0) {
-    throw new StrataError('NOT_FOUND', `An image does not exist locally with the repository name: ${repositoryName}`);
+    throw new StrataError(
+      'NOT_FOUND',
+      `An image does not exist locally with the repository name: ${repositoryName}`,
+    );
   }
   const abort = linkedAbort(options.signal);
   const client = await RegistryClient.create(ref.registry, { ...options, signal: abort.signal });
   const repository = new RemoteRepository(client, ref.repository);
   const results: PushResult[] = [];
-  for (const tag of tags.sort()) results.push(await pushWith(store, repository, { ...ref, tag }, options, abort));
+  for (const tag of tags.sort())
+    results.push(await pushWith(store, repository, { ...ref, tag }, options, abort));
   return results;
 }
 
@@ -87,6 +99,31 @@ interface PushContext {
   mountSources: string[];
   /** Blobs handled in this push, so a layer shared by two platforms is sent once. */
   done: Map<Digest, Promise<void>>;
+  compressions: Semaphore;
+}
+
+/**
+ * Bounds concurrent compressions: each one already uses every core (compression.ts), so more
+ * than two at once only thrash, while uploads of finished layers go on beside them.
+ */
+class Semaphore {
+  private waiting: (() => void)[] = [];
+  private running = 0;
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    // A finishing task hands its slot straight to the next waiter, so the count never overshoots.
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running++;
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next !== undefined) next();
+      else this.running--;
+    }
+  }
 }
 
 async function pushWith(
@@ -99,7 +136,10 @@ async function pushWith(
   const name = formatReference(ref);
   const record = await store.images.get(name);
   if (record === undefined) {
-    throw new StrataError('NOT_FOUND', `An image does not exist locally with the tag: ${familiarString(ref)}`);
+    throw new StrataError(
+      'NOT_FOUND',
+      `An image does not exist locally with the tag: ${familiarString(ref)}`,
+    );
   }
   await repository.client.ping();
   const records = await store.images.list();
@@ -119,10 +159,12 @@ async function pushWith(
     cache: new CompressedLayerCache(store),
     mountSources: [...new Set(mountSources)],
     done: new Map(),
+    compressions: new Semaphore(2),
   };
   return store.withLease(async () => {
-    const tagOrDigest = ref.tag ?? ref.digest ?? 'latest';
-    const pushed = await pushDocument(context, record.target, tagOrDigest);
+    // Without a tag the manifest goes up under its digest, which is the rewritten one's when
+    // layers had to be compressed.
+    const pushed = await pushDocument(context, record.target, ref.tag);
     if (pushed.digest !== record.target.digest) {
       // Point the name at what the registry now holds (see the pushImage comment).
       await store.images.set(name, pushed);
@@ -132,10 +174,16 @@ async function pushWith(
 }
 
 /** Pushes a manifest or index (children first), returning its descriptor as pushed. */
-async function pushDocument(context: PushContext, descriptor: Descriptor, tagOrDigest: string | undefined): Promise<Descriptor> {
+async function pushDocument(
+  context: PushContext,
+  descriptor: Descriptor,
+  tagOrDigest: string | undefined,
+): Promise<Descriptor> {
   const { store, repository } = context;
   const bytes = await store.content.readBytes(descriptor.digest, MAX_METADATA_BYTES);
-  const parsed = parseManifestOrIndex(bytes, descriptor.mediaType, { source: `manifest ${descriptor.digest}` });
+  const parsed = parseManifestOrIndex(bytes, descriptor.mediaType, {
+    source: `manifest ${descriptor.digest}`,
+  });
   let document: ImageIndex | ImageManifest;
   let changed = false;
   if (parsed.kind === 'index') {
@@ -194,12 +242,20 @@ async function pushDocument(context: PushContext, descriptor: Descriptor, tagOrD
  * The layer as it goes to the registry: compressed layers as they are; an uncompressed one
  * compressed (once: the result is stored and remembered by diff ID and codec).
  */
-async function prepareLayer(context: PushContext, layer: Descriptor, family: 'oci' | 'docker'): Promise<Descriptor> {
+async function prepareLayer(
+  context: PushContext,
+  layer: Descriptor,
+  family: 'oci' | 'docker',
+): Promise<Descriptor> {
   const codec = context.options.layerCompression ?? 'gzip';
   if (layerCompression(layer.mediaType) !== 'none' || codec === 'none') return layer;
   const { store, cache } = context;
   // Annotations of the uncompressed blob may describe it (its digest, its size): drop them.
-  const convert = (digest: Digest, size: number): Descriptor => ({ mediaType: layerMediaType(codec, family), digest, size });
+  const convert = (digest: Digest, size: number): Descriptor => ({
+    mediaType: layerMediaType(codec, family),
+    digest,
+    size,
+  });
   const known = await cache.get(layer.digest, codec);
   if (known !== undefined && (await store.content.retain(known))) {
     const info = await store.content.info(known);
@@ -212,15 +268,22 @@ async function prepareLayer(context: PushContext, layer: Descriptor, family: 'oc
     size: layer.size,
     kind: 'layer',
   });
-  reporter.status('compressing');
-  const compressed = pipeline(store.content.openRead(layer.digest), compressStream(codec), () => undefined);
-  const blob = await store.content.ingest(compressed);
+  const blob = await context.compressions.run(() => {
+    reporter.status('compressing');
+    return store.content.ingest(
+      pipeline(store.content.openRead(layer.digest), compressStream(codec), () => undefined),
+    );
+  });
   await cache.set(layer.digest, codec, blob.digest);
   return convert(blob.digest, blob.size);
 }
 
 /** Gets one blob onto the registry: already there, mounted, or uploaded (retried from scratch). */
-async function uploadBlob(context: PushContext, descriptor: Descriptor, kind: 'layer' | 'config'): Promise<void> {
+async function uploadBlob(
+  context: PushContext,
+  descriptor: Descriptor,
+  kind: 'layer' | 'config',
+): Promise<void> {
   const running = context.done.get(descriptor.digest);
   if (running !== undefined) return running;
   const work = uploadOnce(context, descriptor, kind);
@@ -228,10 +291,20 @@ async function uploadBlob(context: PushContext, descriptor: Descriptor, kind: 'l
   return work;
 }
 
-async function uploadOnce(context: PushContext, descriptor: Descriptor, kind: 'layer' | 'config'): Promise<void> {
+async function uploadOnce(
+  context: PushContext,
+  descriptor: Descriptor,
+  kind: 'layer' | 'config',
+): Promise<void> {
   const { store, repository, options } = context;
   const { digest, size } = descriptor;
-  const reporter = new BlobReporter(options.progress, { type: 'blob', direction: 'push', digest, size, kind });
+  const reporter = new BlobReporter(options.progress, {
+    type: 'blob',
+    direction: 'push',
+    digest,
+    size,
+    kind,
+  });
   if (!(await store.content.has(digest))) {
     throw new StrataError('NOT_FOUND', `cannot push ${repository.name}: blob ${digest} is not in the store`);
   }
@@ -258,10 +331,16 @@ async function uploadOnce(context: PushContext, descriptor: Descriptor, kind: 'l
       reporter.transferred = 0;
       reporter.status('started');
       const read = (range: { start?: number; end?: number } = {}): Readable =>
-        pipeline(store.content.openRead(digest, range), counting((bytes) => reporter.add(bytes)), () => undefined);
+        pipeline(
+          store.content.openRead(digest, range),
+          counting((bytes) => reporter.add(bytes)),
+          () => undefined,
+        );
       const chunkSize = options.chunkSize;
       if (chunkSize !== undefined && size > chunkSize) {
-        await repository.putBlobChunked(location, digest, size, chunkSize, (start, end) => read({ start, end }));
+        await repository.putBlobChunked(location, digest, size, chunkSize, (start, end) =>
+          read({ start, end }),
+        );
       } else {
         await repository.putBlob(location, digest, size, () => read());
       }
@@ -278,7 +357,10 @@ async function uploadOnce(context: PushContext, descriptor: Descriptor, kind: 'l
         continue;
       }
       if (err instanceof StrataError) throw err;
-      throw networkError(`upload of ${digest} to ${repository.name} failed after ${attempt + 1} attempts`, err);
+      throw networkError(
+        `upload of ${digest} to ${repository.name} failed after ${attempt + 1} attempts`,
+        err,
+      );
     }
   }
 }

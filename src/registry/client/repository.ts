@@ -83,11 +83,18 @@ export class RemoteRepository {
     });
     const bytes = await readBounded(response.body, MAX_MANIFEST_BYTES, what);
     const stated = header(response, 'docker-content-digest');
-    const expected = isDigest(tagOrDigest) ? tagOrDigest : stated !== undefined && isDigest(stated) ? stated : undefined;
+    const expected = isDigest(tagOrDigest)
+      ? tagOrDigest
+      : stated !== undefined && isDigest(stated)
+        ? stated
+        : undefined;
     const algorithm = expected?.startsWith('sha512:') ? 'sha512' : 'sha256';
     const digest = digestOf(bytes, algorithm);
     if (expected !== undefined && digest !== expected) {
-      throw new StrataError('DIGEST_MISMATCH', `${what}: the registry sent content with digest ${digest}, expected ${expected}`);
+      throw new StrataError(
+        'DIGEST_MISMATCH',
+        `${what}: the registry sent content with digest ${digest}, expected ${expected}`,
+      );
     }
     const contentType = (header(response, 'content-type') ?? '').split(';', 1)[0]?.trim() ?? '';
     return { bytes, mediaType: contentType, digest };
@@ -124,7 +131,11 @@ export class RemoteRepository {
       const range = /^bytes (\d+)-/.exec(header(response, 'content-range') ?? '');
       if (range === null || Number(range[1]) !== offset) {
         response.body.destroy();
-        throw new StrataError('INTERNAL', `blob ${digest} from ${this.name}: the registry answered a range request for offset ${offset} with ${header(response, 'content-range') ?? 'no Content-Range'}`, { userFacing: true });
+        throw new StrataError(
+          'INTERNAL',
+          `blob ${digest} from ${this.name}: the registry answered a range request for offset ${offset} with ${header(response, 'content-range') ?? 'no Content-Range'}`,
+          { userFacing: true },
+        );
       }
     }
     return response.body;
@@ -134,7 +145,11 @@ export class RemoteRepository {
   async startUpload(): Promise<URL> {
     const started = await this.post('', [this.pushScope], `blob upload to ${this.name}`);
     if (started === 'mounted') {
-      throw new StrataError('INTERNAL', `blob upload to ${this.name}: the registry answered 201 to a plain upload request`, { userFacing: true });
+      throw new StrataError(
+        'INTERNAL',
+        `blob upload to ${this.name}: the registry answered 201 to a plain upload request`,
+        { userFacing: true },
+      );
     }
     return started;
   }
@@ -169,7 +184,9 @@ export class RemoteRepository {
   private location(headers: Record<string, string | string[] | undefined>, base: URL, what: string): URL {
     const location = header({ headers }, 'location');
     if (location === undefined || location === '') {
-      throw new StrataError('INTERNAL', `${what}: the registry sent no upload Location`, { userFacing: true });
+      throw new StrataError('INTERNAL', `${what}: the registry sent no upload Location`, {
+        userFacing: true,
+      });
     }
     return new URL(location, base);
   }
@@ -252,7 +269,10 @@ export class RemoteRepository {
     const digest = digestOf(bytes);
     const stated = header(response, 'docker-content-digest');
     if (stated !== undefined && stated.startsWith('sha256:') && stated !== digest) {
-      throw new StrataError('DIGEST_MISMATCH', `${what}: the registry stored it as ${stated}, expected ${digest}`);
+      throw new StrataError(
+        'DIGEST_MISMATCH',
+        `${what}: the registry stored it as ${stated}, expected ${digest}`,
+      );
     }
     return digest;
   }
@@ -274,9 +294,13 @@ export class RemoteRepository {
       try {
         parsed = JSON.parse(body.toString('utf8'));
       } catch {
-        throw new StrataError('INVALID_ARGUMENT', `tags of ${this.name}: the registry answered with invalid JSON`);
+        throw new StrataError(
+          'INVALID_ARGUMENT',
+          `tags of ${this.name}: the registry answered with invalid JSON`,
+        );
       }
-      const list = typeof parsed === 'object' && parsed !== null && 'tags' in parsed ? parsed.tags : undefined;
+      const list =
+        typeof parsed === 'object' && parsed !== null && 'tags' in parsed ? parsed.tags : undefined;
       if (Array.isArray(list)) for (const tag of list) if (typeof tag === 'string') tags.push(tag);
       const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(response, 'link') ?? '');
       target = link?.[1] !== undefined ? new URL(link[1], response.url).href : undefined;

@@ -15,7 +15,9 @@ import { pushImage } from './push.js';
 import type { TransferEvent } from './progress.js';
 import { FakeRegistry, addImage } from './testing/fake-registry.js';
 
-async function withSetup(work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>): Promise<void> {
+async function withSetup(
+  work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>,
+): Promise<void> {
   const registry = await new FakeRegistry().start();
   try {
     await withTempDir(async (dir) => work(registry, await Store.open(join(dir, 'store')), dir));
@@ -45,22 +47,40 @@ describe('pull', () => {
           schemaVersion: 2,
           mediaType: MediaType.ociIndex,
           manifests: [
-            { mediaType: MediaType.ociManifest, digest: amd.manifest.digest, size: amd.manifest.size, platform: { os: 'linux', architecture: 'amd64' } },
-            { mediaType: MediaType.ociManifest, digest: arm.manifest.digest, size: arm.manifest.size, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+            {
+              mediaType: MediaType.ociManifest,
+              digest: amd.manifest.digest,
+              size: amd.manifest.size,
+              platform: { os: 'linux', architecture: 'amd64' },
+            },
+            {
+              mediaType: MediaType.ociManifest,
+              digest: arm.manifest.digest,
+              size: arm.manifest.size,
+              platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+            },
           ],
         },
         MediaType.ociIndex,
         'multi',
       );
-      const image = await pullImage(store, `${registry.host}/app:multi`, { ...options, platform: { os: 'linux', architecture: 'arm64' } });
+      const image = await pullImage(store, `${registry.host}/app:multi`, {
+        ...options,
+        platform: { os: 'linux', architecture: 'arm64' },
+      });
       assert.equal(image.target.digest, index.digest);
       assert.equal(image.manifestDescriptor.digest, arm.manifest.digest);
       assert.equal(image.config.architecture, 'arm64');
       assert.equal(image.id, index.digest, 'a multi-platform image is known by its index digest');
       assert.equal(await store.content.has(amd.layer.digest), false, 'other platforms are not downloaded');
       await assert.rejects(
-        pullImage(store, `${registry.host}/app:multi`, { ...options, platform: { os: 'linux', architecture: 's390x' } }),
-        (err: unknown) => isStrataError(err, 'NOT_FOUND') && /no matching manifest for linux\/s390x .*linux\/amd64, linux\/arm64\/v8/.test(err.message),
+        pullImage(store, `${registry.host}/app:multi`, {
+          ...options,
+          platform: { os: 'linux', architecture: 's390x' },
+        }),
+        (err: unknown) =>
+          isStrataError(err, 'NOT_FOUND') &&
+          /no matching manifest for linux\/s390x .*linux\/amd64, linux\/arm64\/v8/.test(err.message),
       );
     }));
 
@@ -71,10 +91,10 @@ describe('pull', () => {
       const image = await pullImage(store, `${registry.host}/app@${one.manifest.digest}`, options);
       assert.deepEqual(image.names, [`${registry.host}/app@${one.manifest.digest}`]);
       const all = await pullAllTags(store, `${registry.host}/app`, options);
-      assert.deepEqual(all.map((pulled) => pulled.name), [
-        `${registry.host}/app:one`,
-        `${registry.host}/app:two`,
-      ]);
+      assert.deepEqual(
+        all.map((pulled) => pulled.name),
+        [`${registry.host}/app:one`, `${registry.host}/app:two`],
+      );
     }));
 
   test('layers already in the store are not downloaded again', () =>
@@ -102,9 +122,20 @@ describe('push', () => {
       const pushed = parseImageManifest(registry.manifests.get('1')!.bytes);
       assert.equal(pushed.layers[0]?.mediaType, MediaType.ociLayerGzip);
       assert.notEqual(pushed.layers[0]?.digest, diffId);
-      assert.equal(pushed.config.digest, local.config.digest, 'the config (and so the image ID) is unchanged');
-      assert.equal((await readFile(join(store.root, 'cache', 'compressed', `${diffId.slice(7)}.gzip`), 'utf8')).trim(), pushed.layers[0]?.digest);
-      assert.equal((await store.images.get(name))?.target.digest, result.digest, 'the name points at what was pushed');
+      assert.equal(
+        pushed.config.digest,
+        local.config.digest,
+        'the config (and so the image ID) is unchanged',
+      );
+      assert.equal(
+        (await readFile(join(store.root, 'cache', 'compressed', `${diffId.slice(7)}.gzip`), 'utf8')).trim(),
+        pushed.layers[0]?.digest,
+      );
+      assert.equal(
+        (await store.images.get(name))?.target.digest,
+        result.digest,
+        'the name points at what was pushed',
+      );
 
       // GC keeps the compressed blob and the rewritten manifest: the name references them.
       await store.collectGarbage();
@@ -114,7 +145,11 @@ describe('push', () => {
       const uploadsBefore = registry.matching(/\/blobs\/uploads\//).length;
       const again = await pushImage(store, name, options);
       assert.equal(again.digest, result.digest);
-      assert.equal(registry.matching(/\/blobs\/uploads\//).length, uploadsBefore, 'nothing uploaded the second time');
+      assert.equal(
+        registry.matching(/\/blobs\/uploads\//).length,
+        uploadsBefore,
+        'nothing uploaded the second time',
+      );
 
       const other = await Store.open(join(dir, 'other'));
       const pulled = await pullImage(other, name, options);
@@ -148,6 +183,9 @@ describe('push', () => {
 
   test('pushing a name that is not in the store says so', () =>
     withSetup(async (registry, store) => {
-      await assert.rejects(pushImage(store, `${registry.host}/nothing:1`, options), /An image does not exist locally with the tag: 127\.0\.0\.1:\d+\/nothing:1/);
+      await assert.rejects(
+        pushImage(store, `${registry.host}/nothing:1`, options),
+        /An image does not exist locally with the tag: 127\.0\.0\.1:\d+\/nothing:1/,
+      );
     }));
 });

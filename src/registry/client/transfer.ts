@@ -8,6 +8,7 @@ import type { RemoteRepository } from './repository.js';
 
 /** How often a transfer reports its byte count: often enough for a live view, not per chunk. */
 const PROGRESS_INTERVAL_MS = 100;
+const WRITE_BATCH_BYTES = 1024 * 1024;
 
 /** Runs `work` over `items`, at most `limit` at a time; the first failure stops new work. */
 export async function forEachLimited<T>(
@@ -49,11 +50,19 @@ export class BlobReporter {
 
   constructor(
     private readonly listener: ProgressListener | undefined,
-    private readonly base: Omit<Extract<TransferEvent, { type: 'blob' }>, 'status' | 'transferred' | 'message'>,
+    private readonly base: Omit<
+      Extract<TransferEvent, { type: 'blob' }>,
+      'status' | 'transferred' | 'message'
+    >,
   ) {}
 
   status(status: Extract<TransferEvent, { type: 'blob' }>['status'], message?: string): void {
-    this.listener?.({ ...this.base, status, transferred: this.transferred, ...(message !== undefined ? { message } : {}) });
+    this.listener?.({
+      ...this.base,
+      status,
+      transferred: this.transferred,
+      ...(message !== undefined ? { message } : {}),
+    });
   }
 
   add(bytes: number): void {
@@ -111,10 +120,17 @@ export async function downloadBlob(
         continue;
       }
       if (isStrataError(err, 'DIGEST_MISMATCH')) {
-        throw new StrataError('DIGEST_MISMATCH', `blob ${digest} from ${repository.name}: ${err.message}; nothing was stored`, { cause: err });
+        throw new StrataError(
+          'DIGEST_MISMATCH',
+          `blob ${digest} from ${repository.name}: ${err.message}; nothing was stored`,
+          { cause: err },
+        );
       }
       if (isStrataError(err)) throw err;
-      throw networkError(`blob ${digest} from ${repository.name}: download failed after ${attempt + 1} attempts`, err);
+      throw networkError(
+        `blob ${digest} from ${repository.name}: download failed after ${attempt + 1} attempts`,
+        err,
+      );
     }
   }
 }
@@ -126,13 +142,31 @@ async function* counted(
   reporter: BlobReporter,
 ): AsyncGenerator<Uint8Array> {
   let received = offset;
-  for await (const chunk of body) {
-    const bytes = chunk as Uint8Array;
-    received += bytes.length;
-    reporter.add(bytes.length);
-    yield bytes;
+  let batch: Uint8Array[] = [];
+  let batched = 0;
+  try {
+    for await (const chunk of body) {
+      const bytes = chunk as Uint8Array;
+      received += bytes.length;
+      reporter.add(bytes.length);
+      // Sockets deliver ~64 KiB pieces; the store writes each one with its own awaited syscall,
+      // so handing it larger pieces keeps the download from waiting on the disk.
+      batch.push(bytes);
+      batched += bytes.length;
+      if (batched >= WRITE_BATCH_BYTES) {
+        yield batch.length === 1 ? bytes : Buffer.concat(batch, batched);
+        batch = [];
+        batched = 0;
+      }
+    }
+  } catch (err) {
+    // What arrived before the failure is good data: it reaches the partial file to resume from.
+    if (batched > 0) yield Buffer.concat(batch, batched);
+    throw err;
   }
+  if (batched > 0) yield Buffer.concat(batch, batched);
   // A connection closed cleanly but early would look like wrong content to the ingest, which
   // would then throw the partial file away; it is an interruption, so say so and resume.
-  if (received < size) throw new TruncatedBody(`the registry closed the transfer at byte ${received} of ${size}`);
+  if (received < size)
+    throw new TruncatedBody(`the registry closed the transfer at byte ${received} of ${size}`);
 }

@@ -4,13 +4,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { StrataError } from '../../errors.js';
 import { Authenticator } from './auth.js';
 import { CredentialStore, type Credentials } from './credentials.js';
-import {
-  RETRIABLE_STATUS,
-  RegistryError,
-  isRetriable,
-  networkError,
-  parseErrorBody,
-} from './errors.js';
+import { RETRIABLE_STATUS, RegistryError, isRetriable, networkError, parseErrorBody } from './errors.js';
 import { resolveEndpoint, type HostOptions, type RegistryEndpoint } from './hosts.js';
 
 export interface ClientOptions extends HostOptions {
@@ -69,7 +63,10 @@ function sharedAgent(): Agent {
   return defaultAgent;
 }
 
-export function header(response: { headers: Record<string, string | string[] | undefined> }, name: string): string | undefined {
+export function header(
+  response: { headers: Record<string, string | string[] | undefined> },
+  name: string,
+): string | undefined {
   const value = response.headers[name.toLowerCase()];
   return Array.isArray(value) ? value[0] : value;
 }
@@ -95,7 +92,11 @@ export class RegistryClient {
     this.registry = endpoint.registry;
     this.retries = options.retries ?? 4;
     this.retryDelayMs = options.retryDelayMs ?? 250;
-    this.auth = new Authenticator(this.registry, () => this.credentials(), (url, init) => this.tokenRequest(url, init));
+    this.auth = new Authenticator(
+      this.registry,
+      () => this.credentials(),
+      (url, init) => this.tokenRequest(url, init),
+    );
     if (endpoint.candidates.length === 1) this.chosen = endpoint.candidates[0];
   }
 
@@ -123,7 +124,13 @@ export class RegistryClient {
    * later requests (uploads above all) carry credentials from the first byte.
    */
   async ping(): Promise<void> {
-    const response = await this.request({ method: 'GET', target: '/v2/', scopes: [], what: `registry ${this.registry}`, expect: [200] });
+    const response = await this.request({
+      method: 'GET',
+      target: '/v2/',
+      scopes: [],
+      what: `registry ${this.registry}`,
+      expect: [200],
+    });
     await response.body.dump();
   }
 
@@ -156,7 +163,10 @@ export class RegistryClient {
       }
       if (req.expect.includes(response.status)) return response;
       const error = await this.errorFor(req, response);
-      const waitable = error.status === 429 && error.retryAfterSeconds !== undefined && error.retryAfterSeconds <= MAX_RETRY_AFTER_SECONDS;
+      const waitable =
+        error.status === 429 &&
+        error.retryAfterSeconds !== undefined &&
+        error.retryAfterSeconds <= MAX_RETRY_AFTER_SECONDS;
       if ((RETRIABLE_STATUS.has(error.status) || waitable) && attempt < retries) {
         await this.backoff(attempt, waitable ? error.retryAfterSeconds : undefined);
         continue;
@@ -170,7 +180,10 @@ export class RegistryClient {
     const retryAfter = Number(header(response, 'retry-after'));
     let hint: string | undefined;
     if (response.status === 401) {
-      hint = (await this.credentials()) === undefined ? `log in with strata login ${this.registry}` : `check the credentials stored for ${this.registry}`;
+      hint =
+        (await this.credentials()) === undefined
+          ? `log in with strata login ${this.registry}`
+          : `check the credentials stored for ${this.registry}`;
     }
     return new RegistryError(req.what, response.status, parseErrorBody(text), {
       retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined,
@@ -244,7 +257,8 @@ export class RegistryClient {
     init: { method: 'GET' | 'POST'; headers: Record<string, string>; body?: string },
   ): Promise<{ status: number; text: string }> {
     const base = this.chosen ?? this.endpoint.candidates[0];
-    const dispatcher = base !== undefined && new URL(base.baseUrl).origin === url.origin ? base.dispatcher : sharedAgent();
+    const dispatcher =
+      base !== undefined && new URL(base.baseUrl).origin === url.origin ? base.dispatcher : sharedAgent();
     for (let attempt = 0; ; attempt++) {
       try {
         const response = await request(url, {

@@ -57,7 +57,11 @@ export class FakeRegistry {
   }
 
   /** Stores a manifest under its digest and, when given, a tag; returns its descriptor. */
-  addManifest(document: object, mediaType: string, tag?: string): { digest: `sha256:${string}`; size: number; mediaType: string } {
+  addManifest(
+    document: object,
+    mediaType: string,
+    tag?: string,
+  ): { digest: `sha256:${string}`; size: number; mediaType: string } {
     const bytes = Buffer.from(JSON.stringify(document));
     const digest = sha256(bytes);
     this.manifests.set(digest, { bytes, mediaType });
@@ -82,9 +86,12 @@ export class FakeRegistry {
     if (kind === 'manifests') return this.manifest(req, res, rest);
     if (kind === 'tags') {
       const tags = [...this.manifests.keys()].filter((key) => !key.startsWith('sha256:'));
-      return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: repository, tags }));
+      return void res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ name: repository, tags }));
     }
-    if (rest.startsWith('uploads/')) return this.upload(req, res, url, rest.slice('uploads/'.length), repository);
+    if (rest.startsWith('uploads/'))
+      return this.upload(req, res, url, rest.slice('uploads/'.length), repository);
     return this.blob(req, res, rest);
   }
 
@@ -113,7 +120,10 @@ export class FakeRegistry {
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     if (range !== null) {
       const start = Number(range[1]);
-      res.writeHead(206, { 'content-length': data.length - start, 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` });
+      res.writeHead(206, {
+        'content-length': data.length - start,
+        'content-range': `bytes ${start}-${data.length - 1}/${data.length}`,
+      });
       res.end(req.method === 'HEAD' ? undefined : data.subarray(start));
       return;
     }
@@ -121,15 +131,25 @@ export class FakeRegistry {
     res.end(req.method === 'HEAD' ? undefined : data);
   }
 
-  private async upload(req: IncomingMessage, res: ServerResponse, url: URL, id: string, repository: string): Promise<void> {
+  private async upload(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    id: string,
+    repository: string,
+  ): Promise<void> {
     if (req.method === 'POST') {
       const mount = url.searchParams.get('mount');
       if (mount !== null && url.searchParams.get('from') !== null && this.blobs.has(mount)) {
-        return void res.writeHead(201, { location: `/v2/${repository}/blobs/${mount}`, 'docker-content-digest': mount }).end();
+        return void res
+          .writeHead(201, { location: `/v2/${repository}/blobs/${mount}`, 'docker-content-digest': mount })
+          .end();
       }
       const session = randomBytes(8).toString('hex');
       this.uploads.set(session, []);
-      return void res.writeHead(202, { location: `/v2/${repository}/blobs/uploads/${session}`, range: '0-0' }).end();
+      return void res
+        .writeHead(202, { location: `/v2/${repository}/blobs/uploads/${session}`, range: '0-0' })
+        .end();
     }
     const parts = this.uploads.get(id);
     if (parts === undefined) return error(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown');
@@ -139,14 +159,23 @@ export class FakeRegistry {
     }
     const data = Buffer.concat(parts);
     const digest = url.searchParams.get('digest') ?? '';
-    if (sha256(data) !== digest) return error(res, 400, 'DIGEST_INVALID', 'provided digest did not match uploaded content');
+    if (sha256(data) !== digest)
+      return error(res, 400, 'DIGEST_INVALID', 'provided digest did not match uploaded content');
     this.uploads.delete(id);
     this.blobs.set(digest, data);
-    res.writeHead(201, { 'docker-content-digest': digest, location: `/v2/${repository}/blobs/${digest}` }).end();
+    res
+      .writeHead(201, { 'docker-content-digest': digest, location: `/v2/${repository}/blobs/${digest}` })
+      .end();
   }
 }
 
-export function error(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+export function error(
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   res.writeHead(status, { 'content-type': 'application/json', ...headers });
   res.end(JSON.stringify({ errors: [{ code, message, detail: null }] }));
 }
@@ -163,20 +192,34 @@ export async function readBody(req: IncomingMessage): Promise<Buffer> {
  */
 export function addImage(
   registry: FakeRegistry,
-  options: { tag?: string; layerBytes?: number; platform?: { os: string; architecture: string; variant?: string } } = {},
-): { manifest: ReturnType<FakeRegistry['addManifest']>; layer: { digest: `sha256:${string}`; size: number; data: Buffer }; config: { digest: `sha256:${string}`; size: number } } {
+  options: {
+    tag?: string;
+    layerBytes?: number;
+    platform?: { os: string; architecture: string; variant?: string };
+  } = {},
+): {
+  manifest: ReturnType<FakeRegistry['addManifest']>;
+  layer: { digest: `sha256:${string}`; size: number; data: Buffer };
+  config: { digest: `sha256:${string}`; size: number };
+} {
   const data = randomBytes(options.layerBytes ?? 200_000);
   const layer = { ...registry.addBlob(data), data };
   const platform = options.platform ?? { os: 'linux', architecture: 'amd64' };
   const config = registry.addBlob(
-    JSON.stringify({ ...platform, rootfs: { type: 'layers', diff_ids: [layer.digest] }, config: { Cmd: ['sh'] } }),
+    JSON.stringify({
+      ...platform,
+      rootfs: { type: 'layers', diff_ids: [layer.digest] },
+      config: { Cmd: ['sh'] },
+    }),
   );
   const manifest = registry.addManifest(
     {
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size }],
+      layers: [
+        { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size },
+      ],
     },
     'application/vnd.oci.image.manifest.v1+json',
     options.tag,

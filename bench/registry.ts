@@ -1,0 +1,168 @@
+/**
+ * push and pull of a ~500 MB, 10-layer image against a local CNCF distribution (Debian's
+ * docker-registry on 127.0.0.1): strata vs `skopeo copy`, side by side in one run.
+ *
+ * - cold push: the image as `strata build` stores it (uncompressed layers), so both tools gzip
+ *   and upload: strata from its store, skopeo from a docker-archive of the same image;
+ * - warm push: compressed layers ready (strata: remembered from the cold push; skopeo: an OCI
+ *   layout holding the registry's blobs), to an empty registry, so only the upload is timed;
+ * - pull: into an empty store (strata) / an empty OCI layout (skopeo).
+ * Prints MB/s and the ratio (skopeo time / strata time; > 1 means strata is faster).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createTarFromDirectory } from '../src/archive/tar-writer.js';
+import { MediaType } from '../src/oci/mediatypes.js';
+import { digestOf, type Digest } from '../src/oci/digest.js';
+import { Store } from '../src/store/index.js';
+import { pullImage, pushImage } from '../src/registry/client/index.js';
+import { REPO_ROOT, mustRun, strataOk } from '../test/helpers/cli.js';
+import { startRegistry, type RunningRegistry } from '../test/helpers/registry.js';
+
+const LAYERS = 10;
+const LAYER_MB = 50;
+
+async function timed(work: () => Promise<unknown>): Promise<number> {
+  const start = process.hrtime.bigint();
+  await work();
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+/** Half random, half repetitive text: compressible like real layers, not trivially so. */
+async function writeLayerFiles(dir: string, layer: number): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const fileMb = 5;
+  for (let file = 0; file < LAYER_MB / fileMb; file++) {
+    const chunks: Buffer[] = [];
+    for (let mb = 0; mb < fileMb; mb++) {
+      chunks.push(
+        randomBytes(512 * 1024),
+        Buffer.from(`layer ${layer} file ${file} `.repeat((512 * 1024) / 20).slice(0, 512 * 1024)),
+      );
+    }
+    await writeFile(join(dir, `file${file}.bin`), Buffer.concat(chunks));
+  }
+}
+
+/** The image as a build stores it: uncompressed layers (blob digest = diff ID), OCI types. */
+async function makeImage(store: Store, work: string, name: string): Promise<number> {
+  const layers: { digest: Digest; size: number }[] = [];
+  for (let layer = 0; layer < LAYERS; layer++) {
+    const dir = join(work, 'layers', `l${layer}`);
+    await writeLayerFiles(join(dir, 'data', `l${layer}`), layer);
+    const blob = await store.content.ingest(createTarFromDirectory(dir));
+    layers.push({ digest: blob.digest, size: blob.size });
+    await rm(dir, { recursive: true, force: true });
+  }
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      created: '2024-01-01T00:00:00Z',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) },
+      history: layers.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: 'COPY' })),
+    }),
+  );
+  const configDigest = digestOf(config);
+  await store.content.putBytes(config, { digest: configDigest });
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      config: { mediaType: MediaType.ociConfig, digest: configDigest, size: config.length },
+      layers: layers.map((layer) => ({ mediaType: MediaType.ociLayer, ...layer })),
+    }),
+  );
+  const manifestDigest = digestOf(manifest);
+  await store.content.putBytes(manifest, { digest: manifestDigest });
+  await store.images.set(name, {
+    mediaType: MediaType.ociManifest,
+    digest: manifestDigest,
+    size: manifest.length,
+  });
+  return layers.reduce((total, layer) => total + layer.size, 0) / 1e6;
+}
+
+export async function benchRegistry(): Promise<void> {
+  const work = join(REPO_ROOT, 'bench', '.work', 'registry');
+  await rm(work, { recursive: true, force: true });
+  const registries: RunningRegistry[] = [];
+  const fresh = async (label: string): Promise<RunningRegistry> => {
+    const registry = await startRegistry(join(work, `registry-${label}`));
+    registries.push(registry);
+    return registry;
+  };
+  const options = { dockerConfigDir: join(work, 'no-docker-config') };
+  try {
+    const root = join(work, 'store');
+    const store = await Store.open(root);
+    const local = 'bench/big:1';
+    const megabytes = await makeImage(store, work, `docker.io/${local}`);
+    const archive = join(work, 'image.tar');
+    await strataOk(root, ['save', '-o', archive, local]);
+
+    // Cold push: both compress and upload, each to its own empty registry.
+    const strataCold = await fresh('strata-cold');
+    const strataTarget = `${strataCold.host}/bench/big:1`;
+    await store.images.set(strataTarget, (await store.images.get(`docker.io/${local}`))!.target);
+    const strataColdPush = await timed(() => pushImage(store, strataTarget, options));
+    const skopeoCold = await fresh('skopeo-cold');
+    const skopeoTarget = `${skopeoCold.host}/bench/big:1`;
+    const skopeoColdPush = await timed(() =>
+      mustRun('skopeo', [
+        'copy',
+        '-q',
+        '--dest-tls-verify=false',
+        `docker-archive:${archive}`,
+        `docker://${skopeoTarget}`,
+      ]),
+    );
+
+    // Pull into empty destinations, from the registry each tool pushed to.
+    const pullStore = await Store.open(join(work, 'pull-store'));
+    const strataPull = await timed(() => pullImage(pullStore, strataTarget, options));
+    const layout = join(work, 'layout');
+    const skopeoPull = await timed(() =>
+      mustRun('skopeo', [
+        'copy',
+        '-q',
+        '--src-tls-verify=false',
+        `docker://${skopeoTarget}`,
+        `oci:${layout}:big`,
+      ]),
+    );
+
+    // Warm push: compressed blobs at hand, empty registries: the upload alone.
+    const strataWarm = await fresh('strata-warm');
+    const strataWarmTarget = `${strataWarm.host}/bench/big:1`;
+    await store.images.set(strataWarmTarget, (await store.images.get(strataTarget))!.target);
+    const strataWarmPush = await timed(() => pushImage(store, strataWarmTarget, options));
+    const skopeoWarm = await fresh('skopeo-warm');
+    const skopeoWarmPush = await timed(() =>
+      mustRun('skopeo', [
+        'copy',
+        '-q',
+        '--dest-tls-verify=false',
+        `oci:${layout}:big`,
+        `docker://${skopeoWarm.host}/bench/big:1`,
+      ]),
+    );
+
+    const row = (label: string, strata: number, skopeo: number): string =>
+      `${label.padEnd(24)} strata ${(megabytes / strata).toFixed(0).padStart(5)} MB/s (${strata.toFixed(2)} s)   ` +
+      `skopeo ${(megabytes / skopeo).toFixed(0).padStart(5)} MB/s (${skopeo.toFixed(2)} s)   ratio ${(skopeo / strata).toFixed(2)}x`;
+    console.log(
+      `registry push/pull of a ${megabytes.toFixed(0)} MB image with ${LAYERS} layers (local distribution 2.8)`,
+    );
+    console.log(row('push (gzip + upload)', strataColdPush, skopeoColdPush));
+    console.log(row('push (compressed ready)', strataWarmPush, skopeoWarmPush));
+    console.log(row('pull', strataPull, skopeoPull));
+  } finally {
+    for (const registry of registries) await registry.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1])) await benchRegistry();
