@@ -9,3 +9,4 @@ if (only === undefined || only === 'dockerfile-parse')
 if (only === undefined || only === 'context-walk')
   await (await import('./context-walk.js')).benchContextWalk();
 if (only === undefined || only === 'build') await (await import('./build.js')).benchBuild();
+if (only === undefined || only === 'registry') await (await import('./registry.js')).benchRegistry();
