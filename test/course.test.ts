@@ -46,7 +46,7 @@ CMD ["node", "server.js"]
 /** The host's locally added CA certificates (Debian: /usr/local/share/ca-certificates). */
 async function hostExtraCas(): Promise<string> {
   const dir = '/usr/local/share/ca-certificates';
-  let names: string[] = [];
+  let names: string[];
   try {
     names = (await readdir(dir)).filter((name) => name.endsWith('.crt'));
   } catch {
