@@ -10,3 +10,4 @@ if (only === undefined || only === 'context-walk')
   await (await import('./context-walk.js')).benchContextWalk();
 if (only === undefined || only === 'build') await (await import('./build.js')).benchBuild();
 if (only === undefined || only === 'registry') await (await import('./registry.js')).benchRegistry();
+if (only === undefined || only === 'lint') await (await import('./lint.js')).benchLint();

@@ -118,3 +118,22 @@ export {
   type BlobStatus,
   type ProgressListener,
 } from './registry/client/index.js';
+
+export {
+  lintDockerfile,
+  lintFiles,
+  failsThreshold,
+  loadLintConfig,
+  parseLintConfig,
+  defaultLintConfig,
+  formatResults as formatLintResults,
+  ALL_RULES as LINT_RULES,
+  type LintOptions,
+  type LintConfig,
+  type LintFormat,
+  type LintRun,
+  type LintFilesOptions,
+  type Finding as LintFinding,
+  type LintResult,
+  type Rule as LintRule,
+} from './lint/index.js';

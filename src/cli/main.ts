@@ -6,6 +6,7 @@ import { registerSystemCommands } from './system.js';
 import { registerDockerfileCommands } from './dockerfile.js';
 import { registerBuildCommands, registerBuilderCommands } from './build.js';
 import { registerRegistryCommands } from './registry.js';
+import { registerLintCommands } from './lint.js';
 
 export function createProgram(context?: CliContext): { program: Command; context: CliContext } {
   const program = new Command('strata');
@@ -26,6 +27,7 @@ export function createProgram(context?: CliContext): { program: Command; context
   registerBuildCommands(program, ctx);
   registerBuilderCommands(program, ctx);
   registerRegistryCommands(program, ctx);
+  registerLintCommands(program, ctx);
   for (const command of program.commands) applyExitOverride(command);
   return { program, context: ctx };
 }
