@@ -9,8 +9,8 @@
  * - pull: into an empty store (strata) / an empty OCI layout (skopeo).
  * Prints MB/s and the ratio (skopeo time / strata time; > 1 means strata is faster).
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { timed, writeLayerFiles } from './save-load.js';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createTarFromDirectory } from '../src/archive/tar-writer.js';
 import { MediaType } from '../src/oci/mediatypes.js';
@@ -23,34 +23,12 @@ import { startRegistry, type RunningRegistry } from '../test/helpers/registry.js
 const LAYERS = 10;
 const LAYER_MB = 50;
 
-async function timed(work: () => Promise<unknown>): Promise<number> {
-  const start = process.hrtime.bigint();
-  await work();
-  return Number(process.hrtime.bigint() - start) / 1e9;
-}
-
-/** Half random, half repetitive text: compressible like real layers, not trivially so. */
-async function writeLayerFiles(dir: string, layer: number): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const fileMb = 5;
-  for (let file = 0; file < LAYER_MB / fileMb; file++) {
-    const chunks: Buffer[] = [];
-    for (let mb = 0; mb < fileMb; mb++) {
-      chunks.push(
-        randomBytes(512 * 1024),
-        Buffer.from(`layer ${layer} file ${file} `.repeat((512 * 1024) / 20).slice(0, 512 * 1024)),
-      );
-    }
-    await writeFile(join(dir, `file${file}.bin`), Buffer.concat(chunks));
-  }
-}
-
 /** The image as a build stores it: uncompressed layers (blob digest = diff ID), OCI types. */
 async function makeImage(store: Store, work: string, name: string): Promise<number> {
   const layers: { digest: Digest; size: number }[] = [];
   for (let layer = 0; layer < LAYERS; layer++) {
     const dir = join(work, 'layers', `l${layer}`);
-    await writeLayerFiles(join(dir, 'data', `l${layer}`), layer);
+    await writeLayerFiles(join(dir, 'data', `l${layer}`), layer, LAYER_MB, 5);
     const blob = await store.content.ingest(createTarFromDirectory(dir));
     layers.push({ digest: blob.digest, size: blob.size });
     await rm(dir, { recursive: true, force: true });

@@ -12,17 +12,21 @@ import { REPO_ROOT, strataOk } from '../test/helpers/cli.js';
 const LAYERS = 5;
 const LAYER_MB = 100;
 
-async function timed<T>(work: () => Promise<T>): Promise<number> {
+export async function timed<T>(work: () => Promise<T>): Promise<number> {
   const start = process.hrtime.bigint();
   await work();
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
 /** Half random, half repetitive text: compressible like real layers, not trivially so. */
-async function writeLayerFiles(dir: string, layer: number): Promise<void> {
+export async function writeLayerFiles(
+  dir: string,
+  layer: number,
+  layerMb = LAYER_MB,
+  fileMb = 4,
+): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const fileMb = 4;
-  for (let file = 0; file < LAYER_MB / fileMb; file++) {
+  for (let file = 0; file < layerMb / fileMb; file++) {
     const chunks: Buffer[] = [];
     for (let mb = 0; mb < fileMb; mb++) {
       chunks.push(

@@ -3,6 +3,7 @@
  * detail wording, so output can be compared with Docker's. Semantics follow BuildKit's rule
  * documentation and its check tests (shared/corpora/buildkit-checks).
  */
+import { PROXY_ARGS } from '../../dockerfile/stages.js';
 import type { LintInstruction, LintModel, LintStage } from '../model.js';
 import { instructionsOf, typedAs } from '../model.js';
 import type { Rule, Violation } from '../types.js';
@@ -335,19 +336,7 @@ const WorkdirRelativePath = buildkit({
 });
 
 /** Variables every image has (or BuildKit predefines) even without ARG/ENV in the Dockerfile. */
-const ALWAYS_DEFINED = [
-  'PATH',
-  'HTTP_PROXY',
-  'http_proxy',
-  'HTTPS_PROXY',
-  'https_proxy',
-  'FTP_PROXY',
-  'ftp_proxy',
-  'NO_PROXY',
-  'no_proxy',
-  'ALL_PROXY',
-  'all_proxy',
-];
+const ALWAYS_DEFINED = ['PATH', ...PROXY_ARGS];
 
 /** The words of an instruction that BuildKit expands (and so checks for undefined variables). */
 function expandedWords(instruction: LintInstruction): string[] {
