@@ -242,10 +242,37 @@ describe('strata image commands (real CLI, real store)', () => {
       ['rmi'],
       ['tag'],
       ['inspect'],
+      ['build'],
+      ['builder', 'prune'],
+      ['dockerfile', 'parse'],
+      ['pull'],
+      ['push'],
+      ['login'],
+      ['logout'],
+      ['lint'],
+      ['--root', root, 'build'],
     ]) {
       const result = await strataOk(root, [...command, '--help']);
       assert.match(result.stdout, /Usage: strata/, command.join(' '));
     }
+    // Command groups load lazily; the top-level help still lists every one of them.
+    const top = await strataOk(root, ['--help']);
+    for (const name of [
+      'images',
+      'build',
+      'builder',
+      'dockerfile',
+      'pull',
+      'push',
+      'login',
+      'lint',
+      'system',
+    ]) {
+      assert.match(top.stdout, new RegExp(`^ {2}${name}\\b`, 'm'), name);
+    }
+    const unknown = await strata(root, ['frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command 'frobnicate'/);
   });
 
   test('system df counts images and reclaimable space', async () => {

@@ -4,18 +4,12 @@ import { dirname, resolve } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 
 import type { CliContext } from './context.js';
-import {
-  build,
-  createProgress,
-  isProgressMode,
-  outputDirectory,
-  outputStream,
-  parseOutput,
-  pullImage,
-  type BuildResult,
-  type ProgressSink,
-  type SecretSource,
-} from '../index.js';
+// The build's own modules, not the whole public API (src/index.ts re-exports these): a cached
+// rebuild should not pay for loading the registry client or the linter.
+import { build, type BuildResult } from '../build/solver.js';
+import { createProgress, isProgressMode, type ProgressSink } from '../build/progress.js';
+import { outputDirectory, outputStream, parseOutput } from '../build/outputs.js';
+import type { SecretSource } from '../build/run-step.js';
 import { writeOutputAtomically, writeStdout } from './io.js';
 import { StrataError } from '../errors.js';
 import { confirm } from './prompt.js';
@@ -186,7 +180,8 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
           allowInsecure: flags.allow.includes('security.insecure'),
           isolation: isolationMode(flags.isolation),
           pull: flags.pull === true,
-          pullImage: (reference, platform) => pullImage(store, reference, { platform }),
+          pullImage: async (reference, platform) =>
+            (await import('../registry/client/index.js')).pullImage(store, reference, { platform }),
         });
       } finally {
         await progress.close();

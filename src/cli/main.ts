@@ -1,14 +1,48 @@
 import { Command, CommanderError } from 'commander';
 import { StrataError } from '../errors.js';
 import { CliContext } from './context.js';
-import { registerImageCommands } from './image.js';
-import { registerSystemCommands } from './system.js';
-import { registerDockerfileCommands } from './dockerfile.js';
-import { registerBuildCommands, registerBuilderCommands } from './build.js';
-import { registerRegistryCommands } from './registry.js';
-import { registerLintCommands } from './lint.js';
+type Register = (program: Command, ctx: CliContext) => void;
 
-export function createProgram(context?: CliContext): { program: Command; context: CliContext } {
+/**
+ * Command groups, loaded only when used: starting the CLI with every module (the registry
+ * client, the linter, …) costs more than a cached rebuild itself.
+ */
+const GROUPS: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Register[]> }> = [
+  {
+    names: ['images', 'image', 'tag', 'rmi', 'inspect', 'history', 'save', 'load', 'import', 'export'],
+    load: async () => [(await import('./image.js')).registerImageCommands],
+  },
+  { names: ['system'], load: async () => [(await import('./system.js')).registerSystemCommands] },
+  { names: ['dockerfile'], load: async () => [(await import('./dockerfile.js')).registerDockerfileCommands] },
+  {
+    names: ['build', 'builder'],
+    load: async () => {
+      const module = await import('./build.js');
+      return [module.registerBuildCommands, module.registerBuilderCommands];
+    },
+  },
+  {
+    names: ['pull', 'push', 'login', 'logout'],
+    load: async () => [(await import('./registry.js')).registerRegistryCommands],
+  },
+  { names: ['lint'], load: async () => [(await import('./lint.js')).registerLintCommands] },
+];
+
+/** The command word of `argv` (after global options), if any. */
+function commandWord(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    if (word === '--root') i++;
+    else if (!word.startsWith('-')) return word;
+  }
+  return undefined;
+}
+
+/** The program with the groups `argv` needs (all of them for help, unknown words or none). */
+export async function createProgram(
+  context?: CliContext,
+  argv: readonly string[] = [],
+): Promise<{ program: Command; context: CliContext }> {
   const program = new Command('strata');
   const ctx = context ?? new CliContext(() => program.opts<{ root?: string }>().root);
   program
@@ -21,13 +55,11 @@ export function createProgram(context?: CliContext): { program: Command; context
     .option('-D, --debug', 'print stack traces for errors')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerImageCommands(program, ctx);
-  registerSystemCommands(program, ctx);
-  registerDockerfileCommands(program, ctx);
-  registerBuildCommands(program, ctx);
-  registerBuilderCommands(program, ctx);
-  registerRegistryCommands(program, ctx);
-  registerLintCommands(program, ctx);
+  const word = commandWord(argv);
+  const wanted = GROUPS.filter((group) => word !== undefined && group.names.includes(word));
+  for (const group of wanted.length > 0 ? wanted : GROUPS) {
+    for (const register of await group.load()) register(program, ctx);
+  }
   for (const command of program.commands) applyExitOverride(command);
   return { program, context: ctx };
 }
@@ -39,7 +71,7 @@ function applyExitOverride(command: Command): void {
 
 /** Runs the CLI; returns the exit code. User mistakes print one line, never a stack trace. */
 export async function main(argv: readonly string[]): Promise<number> {
-  const { program, context } = createProgram();
+  const { program, context } = await createProgram(undefined, argv);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
