@@ -299,6 +299,7 @@ describe('strata build (real CLI, store, overlayfs, cache)', () => {
       Dockerfile: 'FROM busybox\nCOPY missing.txt /\n',
       'Dockerfile.bad': 'FROM busybox\nFROB x\n',
       'Dockerfile.base': 'FROM nosuch/image:1\n',
+      'Dockerfile.port': 'FROM scratch\nEXPOSE 99999\n',
     });
     const missing = await strata(root, ['build', '-q', '-t', 'errors/missing', context]);
     assert.equal(missing.code, 1);
@@ -310,6 +311,8 @@ describe('strata build (real CLI, store, overlayfs, cache)', () => {
     // Not in the store: strata tries the registry, which this sandbox cannot reach.
     assert.match(base.stderr, /Dockerfile\.base:1:1: .*nosuch\/image:1/, JSON.stringify(base));
     assert.equal(base.code, 1);
+    const port = await strata(root, ['build', '-q', '-f', join(context, 'Dockerfile.port'), context]);
+    assert.match(port.stderr, /Dockerfile\.port:2:1: invalid port range: 99999/);
     const images = await strataOk(root, ['images', '--format', '{{.Repository}}']);
     assert.doesNotMatch(images.stdout, /errors\//);
   });

@@ -400,8 +400,15 @@ class Build {
       return userError(this.file, instruction, err);
     }
     const shell = state.config.config?.Shell ?? undefined;
-    const text = historyText(expanded, shell && shell.length > 0 ? shell : undefined);
-    if (applyMetadataStep(state, expanded, flags, scope)) {
+    let text: string;
+    let metadata: boolean;
+    try {
+      text = historyText(expanded, shell && shell.length > 0 ? shell : undefined);
+      metadata = applyMetadataStep(state, expanded, flags, scope);
+    } catch (err) {
+      return userError(this.file, instruction, err);
+    }
+    if (metadata) {
       // Dated when the image is written (finish): a cached rebuild then makes the same image.
       state.config.history = [...(state.config.history ?? []), historyEntry(text, '', true)];
       if (expanded.kind !== 'WORKDIR') return;
@@ -569,7 +576,6 @@ class Build {
       else if (spec.type === 'bind') mountKeys.push([spec, await this.contextKey(spec.source)]);
       else mountKeys.push(spec);
     }
-    const views: Array<() => Promise<void>> = [];
     return {
       keyParts: { op: 'run', args, script, env, user, workdir, network, mounts: mountKeys, insecure },
       execute: async (rootfs) => {
@@ -603,9 +609,8 @@ class Build {
           await prepared.release();
         }
       },
-      release: async () => {
-        for (const release of views.splice(0)) await release();
-      },
+      // Stage views for bind mounts are made and released by the run itself.
+      release: async () => undefined,
     };
   }
 
