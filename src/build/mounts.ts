@@ -83,7 +83,7 @@ function parseSize(value: string): number {
   return Math.round(Number(match[1]) * 1024 ** units.indexOf((match[2] ?? '').toLowerCase()));
 }
 
-/** One `--mount` option value. `secretCount` numbers default ssh targets like BuildKit. */
+/** One `--mount` option value; `sshIndex` numbers default ssh targets like BuildKit. */
 export function parseMount(text: string, sshIndex = 0): MountSpec {
   const values = new Map<string, string | undefined>();
   for (const field of csvFields(text)) {
@@ -151,10 +151,13 @@ export function parseMount(text: string, sshIndex = 0): MountSpec {
   };
   const target = get('target', 'dst', 'destination');
   const absolute = (path: string): string => posix.resolve('/', path);
+  // A bare boolean key (`rw`) means true: parseBool takes the raw value (undefined), not get()'s ''.
+  const flag = (...names: string[]): string | undefined =>
+    values.get(names.find((name) => values.has(name)) ?? '');
   const readwrite =
-    values.has('rw') || values.has('readwrite') ? parseBool('rw', get('rw', 'readwrite')) : false;
+    values.has('rw') || values.has('readwrite') ? parseBool('rw', flag('rw', 'readwrite')) : false;
   const readonlyFlag =
-    values.has('ro') || values.has('readonly') ? parseBool('ro', get('ro', 'readonly')) : undefined;
+    values.has('ro') || values.has('readonly') ? parseBool('ro', flag('ro', 'readonly')) : undefined;
   const ids = (key: 'uid' | 'gid'): number => (values.has(key) ? parseNumber(key, get(key) ?? '', 10) : 0);
   switch (type) {
     case 'bind':
@@ -205,7 +208,7 @@ export function parseMount(text: string, sshIndex = 0): MountSpec {
             ? { target: `/run/secrets/${id}` }
             : {}),
         ...(env !== undefined && env !== '' ? { env } : {}),
-        required: values.has('required') ? parseBool('required', get('required')) : false,
+        required: values.has('required') ? parseBool('required', flag('required')) : false,
         mode: values.has('mode') ? parseNumber('mode', get('mode') ?? '', 8) : 0o400,
         uid: ids('uid'),
         gid: ids('gid'),
@@ -218,7 +221,7 @@ export function parseMount(text: string, sshIndex = 0): MountSpec {
         id,
         target:
           target !== undefined && target !== '' ? absolute(target) : `/run/buildkit/ssh_agent.${sshIndex}`,
-        required: values.has('required') ? parseBool('required', get('required')) : false,
+        required: values.has('required') ? parseBool('required', flag('required')) : false,
         mode: values.has('mode') ? parseNumber('mode', get('mode') ?? '', 8) : 0o600,
         uid: ids('uid'),
         gid: ids('gid'),
