@@ -114,6 +114,24 @@ describe('RUN steps (real CLI, runc, overlayfs)', () => {
     });
   }
 
+  test('COPY into / merges through the image: a symlinked directory stays a symlink', async () => {
+    const context = join(dir.path, 'ctx-root-merge');
+    await writeTree(context, {
+      'tree/mylib/x.txt': 'x\n',
+      'tree/etc/extra.conf': 'extra\n',
+      Dockerfile:
+        'FROM busybox\nRUN mkdir -p /usr/mylib && ln -s usr/mylib /mylib && chmod 0750 /etc\nCOPY tree/ /\n',
+    });
+    await strataOk(root, ['build', '-q', '-t', 'rootmerge/app', context]);
+    const listing = await run('sh', [
+      '-c',
+      `bin/strata --root ${root} export rootmerge/app | tar -tvf - | grep -E ' (mylib|usr/mylib/x.txt|etc/)( |$)'`,
+    ]);
+    assert.match(listing.stdout, /^l.* mylib -> usr\/mylib$/m, `the symlink survives:\n${listing.stdout}`);
+    assert.match(listing.stdout, / usr\/mylib\/x\.txt$/m);
+    assert.match(listing.stdout, /^drwxr-x--- .* etc\/$/m, 'an existing directory keeps its mode');
+  });
+
   test('users, env, workdir, SHELL, exec form and heredocs', async () => {
     const context = join(dir.path, 'ctx-user');
     await writeTree(context, {

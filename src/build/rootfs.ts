@@ -228,6 +228,9 @@ export async function directStepRoot(
       .resolve('/', destination)
       .split('/')
       .filter((part) => part !== '');
+    // `/` always exists and is never empty: copying into it merges with the image (symlinked
+    // /lib, existing /etc), which only the overlay gets right.
+    if (components.length === 0) return undefined;
     const existing: Array<{ path: string; stats: Stats }> = [];
     let current = view.path;
     for (const [index, component] of components.entries()) {
