@@ -4,20 +4,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, stat, writeFile, utimes } from 'node:fs/promises';
+import { readFile, stat, writeFile, utimes } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 
-import { busyboxStore, run, strata, strataOk, tempDir } from './helpers/cli.js';
-
-async function writeTree(root: string, files: Record<string, string>): Promise<void> {
-  for (const [path, content] of Object.entries(files)) {
-    await mkdir(join(root, path, '..'), { recursive: true });
-    await writeFile(join(root, path), content);
-  }
-}
+import { busyboxStore, run, strata, strataOk, tempDir, writeTree } from './helpers/cli.js';
 
 /** Step outcomes from `--progress plain`: the names of steps that ran and that were cached. */
 function steps(stderr: string): { ran: string[]; cached: string[] } {

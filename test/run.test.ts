@@ -4,17 +4,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir, writeFile, lstat } from 'node:fs/promises';
+import { readFile, readdir, writeFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { busyboxStore, run, strata, strataOk, tempDir } from './helpers/cli.js';
-
-async function writeTree(root: string, files: Record<string, string>): Promise<void> {
-  for (const [path, content] of Object.entries(files)) {
-    await mkdir(join(root, path, '..'), { recursive: true });
-    await writeFile(join(root, path), content);
-  }
-}
+import { busyboxStore, run, strata, strataOk, tempDir, writeTree } from './helpers/cli.js';
 
 /** `tar -tv` lines of each layer the build added on top of busybox. */
 async function newLayers(root: string, image: string): Promise<string[][]> {

@@ -22,6 +22,7 @@ import { parseDockerfile } from '../dockerfile/parser.js';
 import {
   loadDockerfile,
   resolveBuild,
+  stageByRef,
   StageScope,
   type ResolvedBuild,
   type ResolvedStage,
@@ -616,13 +617,28 @@ class Build {
 
   /** Cache key of a stage or image named by `from=`. */
   private async viewKey(from: string): Promise<string> {
-    const lower = from.toLowerCase();
-    const stage =
-      this.resolved.model.stages.find((candidate) => candidate.name === lower) ??
-      (/^\d+$/.test(from) ? this.resolved.model.stages[Number(from)] : undefined);
-    if (stage) return (await this.stage(stage.index)).key;
+    return (await this.fromSource(from)).key;
+  }
+
+  /** What `--from` / `from=` names: an earlier stage (by name or index) or an image. */
+  private async fromSource(from: string): Promise<{ layers: Descriptor[]; diffIds: Digest[]; key: string }> {
+    const index = stageByRef(this.resolved.model, from);
+    if (index !== undefined && this.resolved.model.stages[index]) {
+      const state = await this.stage(index);
+      return { layers: state.layers, diffIds: state.config.rootfs.diff_ids, key: state.key };
+    }
     const image = await this.findBaseImage(from, this.resolved.stages[this.resolved.target] as ResolvedStage);
-    return cacheKey({ image: image.id });
+    return {
+      layers: image.manifest.layers,
+      diffIds: image.config.rootfs.diff_ids,
+      key: cacheKey({ image: image.id }),
+    };
+  }
+
+  /** A read-only view of a filesystem made of these layers (unpacked when needed). */
+  private async mountView(layers: readonly Descriptor[], diffIds: readonly Digest[]): Promise<ReadOnlyRoot> {
+    const { lowerDirs } = await unpackLayers(this.store, layers, diffIds);
+    return mountReadOnlyRoot(this.store.root, lowerDirs);
   }
 
   /** Content key of a context path (a RUN bind mount of the context). */
@@ -752,8 +768,7 @@ class Build {
 
   /** Runs `work` with a read-only view of the stage's filesystem as it is now. */
   private async withStageRoot<T>(state: StageState, work: (root: string) => Promise<T>): Promise<T> {
-    const { lowerDirs } = await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids);
-    const root = await mountReadOnlyRoot(this.store.root, lowerDirs);
+    const root = await this.mountView(state.layers, state.config.rootfs.diff_ids);
     try {
       return await work(root.path);
     } finally {
@@ -789,29 +804,8 @@ class Build {
 
   /** `COPY --from`: an earlier stage (by name or index) or an image; a read-only view of it. */
   private async copySource(from: string): Promise<{ root: ReadOnlyRoot; key: string }> {
-    const lower = from.toLowerCase();
-    const stage =
-      this.resolved.model.stages.find((candidate) => candidate.name === lower) ??
-      (/^\d+$/.test(from) ? this.resolved.model.stages[Number(from)] : undefined);
-    let layers: Descriptor[];
-    let diffIds: Digest[];
-    let key: string;
-    if (stage) {
-      const state = await this.stage(stage.index);
-      layers = state.layers;
-      diffIds = state.config.rootfs.diff_ids;
-      key = state.key;
-    } else {
-      const image = await this.findBaseImage(
-        from,
-        this.resolved.stages[this.resolved.target] as ResolvedStage,
-      );
-      layers = image.manifest.layers;
-      diffIds = image.config.rootfs.diff_ids;
-      key = cacheKey({ image: image.id });
-    }
-    const { lowerDirs } = await unpackLayers(this.store, layers, diffIds);
-    return { root: await mountReadOnlyRoot(this.store.root, lowerDirs), key };
+    const { layers, diffIds, key } = await this.fromSource(from);
+    return { root: await this.mountView(layers, diffIds), key };
   }
 
   /** The final image: config, manifest and names. */

@@ -14,10 +14,7 @@ import { writeOutputAtomically, writeStdout } from './io.js';
 import { StrataError } from '../errors.js';
 import { confirm } from './prompt.js';
 import { humanSize } from './units.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { collect } from './options.js';
 
 /** `K=V` pairs; a bare `K` takes its value from the environment (as `docker build` does). */
 function keyValues(entries: readonly string[], flag: string, fromEnv: boolean): Record<string, string> {

@@ -28,10 +28,7 @@ import { familiarName, familiarString, parseReference } from '../oci/reference.j
 import { parsePlatform } from '../oci/platform.js';
 import { StrataError } from '../errors.js';
 import { confirm } from './prompt.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { collect } from './options.js';
 
 /** One `docker images` row; field names are what `--format` templates use. */
 interface ImageRow {

@@ -13,10 +13,7 @@ import {
   type LintConfig,
 } from '../lint/index.js';
 import { isSeverity, type Severity } from '../lint/types.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { collect } from './options.js';
 
 interface LintFlags {
   config?: string;

@@ -14,10 +14,7 @@ import { familiarName, familiarString, formatReference, parseReference } from '.
 import { parsePlatform } from '../oci/platform.js';
 import type { Digest } from '../oci/digest.js';
 import { StrataError } from '../errors.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { collect } from './options.js';
 
 type BlobEvent = Extract<TransferEvent, { type: 'blob' }>;
 

@@ -168,7 +168,8 @@ export interface ResolvedBuild {
   needed: number[];
 }
 
-function stageByRef(model: DockerfileModel, ref: string, before: number): number | undefined {
+/** The stage `ref` names (lower-cased name or index) among those before `before`. */
+export function stageByRef(model: DockerfileModel, ref: string, before = Infinity): number | undefined {
   const lower = ref.toLowerCase();
   const named = model.stages.find((stage) => stage.name === lower && stage.index < before);
   if (named) return named.index;

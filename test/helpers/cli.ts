@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,4 +95,12 @@ export async function busyboxStore(dir: string): Promise<{ root: string; rootfsT
   const rootfs = join(dir, 'rootfs');
   await mustRun(join(REPO_ROOT, 'scripts', 'test-images.sh'), ['--root', root, '--rootfs-out', rootfs]);
   return { root, rootfsTar: join(rootfs, 'busybox.tar') };
+}
+
+/** Writes `files` (relative path → content) under `root`, creating directories. */
+export async function writeTree(root: string, files: Record<string, string>): Promise<void> {
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(join(root, path, '..'), { recursive: true });
+    await writeFile(join(root, path), content);
+  }
 }
