@@ -189,6 +189,8 @@ export async function benchBuild(): Promise<void> {
   await rm(work, { recursive: true, force: true });
   const context = join(work, 'context');
   await writeContext(context);
+  // The context's 200 MB must not still be on their way to disk while the first tool runs.
+  await run('sync', []);
   const single = join(work, 'Dockerfile.single');
   const stages = join(work, 'Dockerfile.stages');
   await writeFile(single, SINGLE);

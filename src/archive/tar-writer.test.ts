@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { isStrataError } from '../errors.js';
 import { readTar } from './tar-reader.js';
 import {
+  FileBody,
   TarWriter,
   createTarFromDirectory,
   encodeHeader,
@@ -210,8 +211,12 @@ describe('createTarFromDirectory', () => {
     const first = await entries.next();
     assert.equal(first.done, false);
     await rm(join(vanishing, 'f'));
-    const body = (first.value as TarWriterEntry).body as () => AsyncIterable<Uint8Array>;
-    await assert.rejects(collect(body()), (e) => isStrataError(e, 'CONFLICT') && /"f"/.test(e.message));
+    const entry = first.value as TarWriterEntry;
+    assert.ok(entry.body instanceof FileBody);
+    await assert.rejects(
+      collect(writeEntries([entry])),
+      (e) => isStrataError(e, 'CONFLICT') && /"f"/.test(e.message),
+    );
     await assert.rejects(collect(createTarFromDirectory(join(dir.path, 'nope'))), (e) =>
       isStrataError(e, 'NOT_FOUND'),
     );

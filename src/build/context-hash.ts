@@ -5,7 +5,7 @@
  * a build; a damaged or missing cache only costs re-reading.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, type Stats } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync, type Stats } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
@@ -30,13 +30,24 @@ function sameFile(entry: StatEntry, stats: Stats): boolean {
   );
 }
 
-/** Below this size a file is read in one synchronous call (see fastfs.ts for why). */
+/** Below this size a file is read synchronously (see fastfs.ts for why), into one reused buffer. */
 const SMALL_FILE = 4 * 1024 * 1024;
+let readBuffer: Buffer | undefined;
 
 export async function digestFile(path: string, size?: number): Promise<Digest> {
-  if (size !== undefined && size < SMALL_FILE)
-    return `sha256:${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
   const hash = createHash('sha256');
+  if (size !== undefined && size < SMALL_FILE) {
+    readBuffer ??= Buffer.allocUnsafe(SMALL_FILE);
+    const fd = openSync(path, 'r');
+    try {
+      let count: number;
+      while ((count = readSync(fd, readBuffer, 0, readBuffer.length, null)) > 0)
+        hash.update(readBuffer.subarray(0, count));
+    } finally {
+      closeSync(fd);
+    }
+    return `sha256:${hash.digest('hex')}`;
+  }
   for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }))
     hash.update(chunk as Buffer);
   return `sha256:${hash.digest('hex')}`;

@@ -51,6 +51,7 @@ import {
   copyFile,
   lchown,
   link,
+  lstatIfExists,
   lstat,
   lutimes,
   mkdir,
@@ -75,6 +76,7 @@ import { cleanPath, PatternMatcher } from '../dockerfile/dockerignore.js';
 import { compareNames } from '../dockerfile/context.js';
 import { StrataError, errnoCode, isStrataError } from '../errors.js';
 import { resolveInRoot, type Owner } from './users.js';
+import type { CopyTarget } from './layer-tree.js';
 
 export type { Owner } from './users.js';
 
@@ -572,6 +574,12 @@ export interface ApplyOptions {
   sourceDateEpoch?: number;
   /** Where ADD unpacks archives before copying them in; default the OS temp directory. */
   scratchDir?: string;
+  /**
+   * Where the files go; default the disk below `targetRoot`. A LayerTree (whose root is
+   * `targetRoot`) records them instead and reads their sources later: ADD's unpacked archives
+   * then stay in `scratchDir` until the caller removes it.
+   */
+  target?: CopyTarget;
 }
 
 interface DeferredDirectory {
@@ -604,8 +612,11 @@ class CopyWriter {
   /** Source inode → destination path, so hard links between copied files stay hard links. */
   readonly #linked = new Map<string, string>();
 
+  readonly #target: CopyTarget;
+
   constructor(options: ApplyOptions) {
     this.#options = options;
+    this.#target = options.target ?? diskTarget;
     this.#modeChange = options.chmod === undefined ? undefined : parseChmod(options.chmod);
   }
 
@@ -642,17 +653,17 @@ class CopyWriter {
    * Returns its host path.
    */
   async #ensureDirectory(directory: string): Promise<string> {
-    const resolved = await resolveInRoot(this.#root, directory);
+    const resolved = await resolveInRoot(this.#root, directory, this.#target);
     const relative = posix.relative(this.#root, resolved);
     let current = this.#root;
     const owner = this.#options.owner ?? { uid: 0, gid: 0 };
     for (const component of relative === '' ? [] : relative.split('/')) {
       current = posix.join(current, component);
-      const existing = await lstatOrUndefined(current);
+      const existing = await this.#target.lstat(current);
       if (existing === undefined) {
-        await mkdir(current, 0o755);
-        await chmod(current, 0o755);
-        await lchown(current, owner.uid, owner.gid);
+        await this.#target.mkdir(current, 0o755);
+        await this.#target.chmod(current, 0o755);
+        await this.#target.lchown(current, owner.uid, owner.gid);
         if (this.#options.sourceDateEpoch !== undefined) {
           // Set at the end: writing into it now would move its mtime again.
           this.#deferred.push({
@@ -676,8 +687,8 @@ class CopyWriter {
     const destImagePath = imagePath(options.workdir, options.dest);
     const inline = options.inline ?? [];
     const operandCount = operands.length + inline.length;
-    const destHost = await resolveInRoot(this.#root, destImagePath);
-    const destExists = await statOrUndefined(destHost);
+    const destHost = await resolveInRoot(this.#root, destImagePath, this.#target);
+    const destExists = await this.#target.lstat(destHost);
     let destIsDirectory = isDirectorySyntax(options.dest) || options.parents === true;
     if (!destIsDirectory && destExists?.isDirectory()) destIsDirectory = true;
     if (operandCount > 1 && !destIsDirectory) {
@@ -769,12 +780,12 @@ class CopyWriter {
   async #placeDirectory(entry: CopySourceEntry, target: string, preserveOwnership: boolean): Promise<string> {
     // Merging into the root itself is fine (`COPY dir/ /`); creating anything above it is not.
     if (target !== this.#root) this.#assertInside(target);
-    const existing = await lstatOrUndefined(target);
+    const existing = await this.#target.lstat(target);
     if (existing === undefined) {
       // Owner-writable until the end, so a read-only source directory can still be filled.
-      await mkdir(target, 0o700);
+      await this.#target.mkdir(target, 0o700);
       const owner = this.#ownerFor(entry.stats, preserveOwnership);
-      await lchown(target, owner.uid, owner.gid);
+      await this.#target.lchown(target, owner.uid, owner.gid);
       this.#deferred.push({ path: target, mode: this.#modeFor(entry.stats), mtime: entry.stats.mtime });
       return target;
     }
@@ -783,14 +794,14 @@ class CopyWriter {
       // (Docker's untar does); a plain copy merges into them and leaves them as they are.
       if (this.#extracting && entry.relPath !== '') {
         const owner = this.#ownerFor(entry.stats, preserveOwnership);
-        await lchown(target, owner.uid, owner.gid);
+        await this.#target.lchown(target, owner.uid, owner.gid);
         this.#deferred.push({ path: target, mode: this.#modeFor(entry.stats), mtime: entry.stats.mtime });
       }
       return target;
     }
     if (existing.isSymbolicLink()) {
-      const resolved = await resolveInRoot(this.#root, this.#imagePath(target));
-      if ((await statOrUndefined(resolved))?.isDirectory()) return resolved;
+      const resolved = await resolveInRoot(this.#root, this.#imagePath(target), this.#target);
+      if ((await this.#target.lstat(resolved))?.isDirectory()) return resolved;
     }
     throw new StrataError('INVALID_ARGUMENT', `cannot copy to non-directory: ${this.#imagePath(target)}`);
   }
@@ -807,40 +818,45 @@ class CopyWriter {
     if (stats.isFile() && stats.nlink > 1) {
       const first = this.#linked.get(inode);
       if (first !== undefined) {
-        await link(first, target);
+        await this.#target.link(first, target);
         return;
       }
       this.#linked.set(inode, target);
     }
     const owner = this.#ownerFor(stats, preserveOwnership);
     if (stats.isSymbolicLink()) {
-      await symlink(entry.linkTarget ?? (await readlink(entry.hostPath)), target);
-      await lchown(target, owner.uid, owner.gid);
-      await lutimes(target, stats.atime, stats.mtime);
+      await this.#target.symlink(entry.linkTarget ?? (await readlink(entry.hostPath)), target);
+      await this.#target.lchown(target, owner.uid, owner.gid);
+      await this.#target.setMtime(target, stats.mtime, true);
       return;
     }
     if (stats.isFile()) {
-      await copyFile(entry.hostPath, target);
+      await this.#target.copyFile(entry.hostPath, target, stats);
     } else if (stats.isFIFO()) {
-      await mknod(target, 'fifo');
+      await this.#target.mknod(target, 'fifo', 0, 0);
     } else if (stats.isCharacterDevice() || stats.isBlockDevice()) {
       // Linux dev_t: major in bits 8–19 (and 32+), minor in bits 0–7 and 20–31.
       const major = ((stats.rdev >> 8) & 0xfff) | (Math.floor(stats.rdev / 2 ** 32) & ~0xfff);
       const minor = (stats.rdev & 0xff) | ((stats.rdev >> 12) & 0xfff00);
-      await mknod(target, stats.isCharacterDevice() ? 'char-device' : 'block-device', major, minor);
+      await this.#target.mknod(
+        target,
+        stats.isCharacterDevice() ? 'char-device' : 'block-device',
+        major,
+        minor,
+      );
     } else {
       return;
     }
     // chown before chmod: chown clears setuid/setgid bits.
-    await lchown(target, owner.uid, owner.gid);
-    await chmod(target, this.#modeFor(stats));
-    await utimes(target, stats.atime, stats.mtime);
+    await this.#target.lchown(target, owner.uid, owner.gid);
+    await this.#target.chmod(target, this.#modeFor(stats));
+    await this.#target.setMtime(target, stats.mtime, false);
   }
 
   /** Removes a non-directory in the way; a directory in the way is an error. */
   async #clearTarget(target: string): Promise<void> {
     this.#assertInside(target);
-    const existing = await lstatOrUndefined(target);
+    const existing = await this.#target.lstat(target);
     if (existing === undefined) return;
     if (existing.isDirectory()) {
       throw new StrataError(
@@ -848,7 +864,7 @@ class CopyWriter {
         `cannot replace directory ${this.#imagePath(target)} with a file`,
       );
     }
-    await unlink(target);
+    await this.#target.unlink(target);
   }
 
   async #extractArchive(
@@ -881,7 +897,8 @@ class CopyWriter {
         this.#extracting = false;
       }
     } finally {
-      await rm(scratch, { recursive: true, force: true });
+      // A LayerTree reads the unpacked files when the layer is written, after this.
+      if (this.#target === diskTarget) await rm(scratch, { recursive: true, force: true });
     }
   }
 
@@ -894,33 +911,43 @@ class CopyWriter {
     const parentHost = await this.#ensureDirectory(posix.dirname(targetImagePath));
     const target = posix.join(parentHost, posix.basename(targetImagePath));
     await this.#clearTarget(target);
-    await writeFile(target, file.data);
+    await this.#target.writeFile(target, file.data);
     const owner = this.#options.owner ?? { uid: 0, gid: 0 };
-    await lchown(target, owner.uid, owner.gid);
-    await chmod(target, this.#modeChange === undefined ? 0o644 : this.#modeChange(0o644, false));
+    await this.#target.lchown(target, owner.uid, owner.gid);
+    await this.#target.chmod(target, this.#modeChange === undefined ? 0o644 : this.#modeChange(0o644, false));
     if (this.#options.sourceDateEpoch !== undefined) {
       const epoch = new Date(this.#options.sourceDateEpoch * 1000);
-      await utimes(target, epoch, epoch);
+      await this.#target.setMtime(target, epoch, false);
     }
   }
 
   /** Directory modes and mtimes, deepest first, after all their contents are written. */
   async #finish(): Promise<void> {
     for (const dir of [...this.#deferred].reverse()) {
-      await chmod(dir.path, dir.mode);
-      await utimes(dir.path, dir.mtime, dir.mtime);
+      await this.#target.chmod(dir.path, dir.mode);
+      await this.#target.setMtime(dir.path, dir.mtime, false);
     }
   }
 }
 
-async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-}
+/** The destination on disk (an overlay's merged directory, or a plain directory). */
+const diskTarget: CopyTarget = {
+  lstat: lstatIfExists,
+  readlink,
+  mkdir: async (path, mode) => {
+    await mkdir(path, mode);
+  },
+  chmod,
+  lchown,
+  setMtime: (path, mtime, isSymlink) =>
+    isSymlink ? lutimes(path, mtime, mtime) : utimes(path, mtime, mtime),
+  symlink,
+  link,
+  copyFile: (source, path) => copyFile(source, path),
+  writeFile: (path, data) => writeFile(path, data),
+  mknod: (path, kind, major, minor) => mknod(path, kind, major, minor),
+  unlink,
+};
 
 /**
  * Copies the selected operands (and heredoc files) into `targetRoot` as COPY/ADD does. All

@@ -81,3 +81,14 @@ export async function symlink(target: string, path: string): Promise<void> {
 export async function unlink(path: string): Promise<void> {
   unlinkSync(path);
 }
+
+/** lstat, or undefined when the path (or a directory on the way) does not exist. */
+export async function lstatIfExists(path: string): Promise<Stats | undefined> {
+  try {
+    return lstatSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}

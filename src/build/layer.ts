@@ -11,7 +11,8 @@ import { OVERLAY_OPAQUE_XATTR } from '../archive/whiteout.js';
 
 import type { Lease, Store } from '../store/index.js';
 import { chainIds } from '../store/index.js';
-import { createTarFromDirectory } from '../archive/tar-writer.js';
+import { createTarFromDirectory, writeEntries } from '../archive/tar-writer.js';
+import type { LayerTree } from './layer-tree.js';
 import type { Digest } from '../oci/digest.js';
 
 export interface CommittedLayer {
@@ -54,6 +55,23 @@ export async function commitLayer(
   // Already there (an earlier build made the same layer): our copy was not used.
   await rm(upper, { recursive: true, force: true });
   return { diffId: blob.digest, size: blob.size, chainId };
+}
+
+/**
+ * Stores the layer recorded in `tree` on top of `parentDiffIds`, streamed from the tree's
+ * sources; undefined when the tree is empty. No snapshot is made: the next step that needs the
+ * filesystem unpacks the blob (most COPY layers are never unpacked at all).
+ */
+export async function commitTreeLayer(
+  store: Store,
+  tree: LayerTree,
+  options: { lease: Lease; mtime?: Date },
+): Promise<Omit<CommittedLayer, 'chainId'> | undefined> {
+  if (tree.isEmpty) return undefined;
+  const blob = await store.content.ingest(writeEntries(tree.entries(options.mtime)), {
+    lease: options.lease,
+  });
+  return { diffId: blob.digest, size: blob.size };
 }
 
 /** The layer's own copy of `path`'s directory below, if some lower dir has it (top first). */

@@ -6,11 +6,13 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { lstatSync, readdirSync, type Stats } from 'node:fs';
-import { chmod, chown, mkdir, rm, utimes } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 
-import { StrataError, errnoCode } from '../errors.js';
+import { StrataError } from '../errors.js';
+import { lstatIfExists } from './fastfs.js';
+import type { SeedDirectory } from './layer-tree.js';
 
 /**
  * Spawning `mount` from Node costs tens of milliseconds (a large process forks); a build mounts
@@ -209,62 +211,47 @@ export async function mountReadOnlyRoot(
 }
 
 /**
- * A step root without overlay, for a step that only adds `destination` (an absolute image
- * path) and what is below it: used when the destination does not exist in the layers yet, or
- * is an empty directory, and every existing directory on the way is a real directory. Those
- * directories are created in the new layer with their metadata from the layers (what overlay's
- * copy-up would do), and the step writes straight into the layer directory. Returns undefined
- * when the step must run on an overlay instead.
+ * The existing directories on the way to `destination` (an absolute image path), for a step
+ * that only adds `destination` and what is below it, so that its layer can be made without an
+ * overlay (a LayerTree seeded with these directories, as overlay's copy-up would have them).
+ * Applies when the destination does not exist in the layers yet, or is an empty directory, and
+ * every existing component on the way is a real directory; otherwise (and for `/`, which
+ * always exists and is never empty: copying into it merges with the image, symlinked /lib and
+ * all) undefined, and the step runs on an overlay. The view of the layers it returns is where
+ * the step reads the image's users; the caller releases it.
  */
-export async function directStepRoot(
+export async function directLayerSeed(
   storeRoot: string,
   lowerDirs: readonly string[],
   destination: string,
-): Promise<StepRoot | undefined> {
+): Promise<{ seed: SeedDirectory[]; view: ReadOnlyRoot } | undefined> {
+  const components = posix
+    .resolve('/', destination)
+    .split('/')
+    .filter((part) => part !== '');
+  if (components.length === 0) return undefined;
   const view = await mountReadOnlyRoot(storeRoot, lowerDirs);
   let keep = false;
   try {
-    const components = posix
-      .resolve('/', destination)
-      .split('/')
-      .filter((part) => part !== '');
-    // `/` always exists and is never empty: copying into it merges with the image (symlinked
-    // /lib, existing /etc), which only the overlay gets right.
-    if (components.length === 0) return undefined;
-    const existing: Array<{ path: string; stats: Stats }> = [];
+    const seed: SeedDirectory[] = [];
     let current = view.path;
     for (const [index, component] of components.entries()) {
       current = join(current, component);
-      let stats: Stats;
-      try {
-        stats = lstatSync(current);
-      } catch (err) {
-        if (errnoCode(err) === 'ENOENT') break;
-        throw err;
-      }
+      const stats = await lstatIfExists(current);
+      if (stats === undefined) break;
       if (!stats.isDirectory()) return undefined; // a symlink or a file on the way: overlay rules
       // The destination itself may exist only as an empty directory (WORKDIR /app; COPY . .).
       if (index === components.length - 1 && readdirSync(current).length > 0) return undefined;
-      existing.push({ path: components.slice(0, index + 1).join('/'), stats });
-    }
-    const workDir = await makeWorkDir(storeRoot);
-    const upper = join(workDir, 'upper');
-    await mkdir(upper, { mode: 0o755 });
-    for (const { path, stats } of existing) {
-      const dir = join(upper, path);
-      await mkdir(dir);
-      await chown(dir, stats.uid, stats.gid);
-      await chmod(dir, stats.mode & 0o7777);
-      await utimes(dir, stats.atime, stats.mtime);
+      seed.push({
+        path: components.slice(0, index + 1).join('/'),
+        mode: stats.mode,
+        uid: stats.uid,
+        gid: stats.gid,
+        mtimeMs: stats.mtimeMs,
+      });
     }
     keep = true;
-    return {
-      merged: upper,
-      upper,
-      lookup: view.path,
-      workDir,
-      unmount: () => view.release(),
-    };
+    return { seed, view };
   } finally {
     if (!keep) await view.release();
   }

@@ -45,11 +45,12 @@ import {
   resolveWorkdir,
   type StageFlags,
 } from './image-config.js';
-import { commitLayer } from './layer.js';
+import { commitLayer, commitTreeLayer } from './layer.js';
+import { LayerTree, type SeedDirectory } from './layer-tree.js';
 import { parseMount } from './mounts.js';
 import { prepareMounts, runArguments, runStep, type SecretSource } from './run-step.js';
 import {
-  directStepRoot,
+  directLayerSeed,
   makeWorkDir,
   mountReadOnlyRoot,
   mountStepRoot,
@@ -108,8 +109,7 @@ export interface BuildResult {
 /** A step ready to run: its cache key material and how to run it on a root filesystem. */
 interface StepPlan {
   keyParts: unknown;
-  /** `lookupRoot` is where to read the image's files (users for --chown) when `rootfs` is not. */
-  execute: (rootfs: string, lookupRoot: string) => Promise<void>;
+  execute: (where: StepTarget) => Promise<void>;
   /**
    * Absolute image path the step only adds below (COPY/ADD destination). When nothing of it
    * exists in the layers yet, the step writes straight into the new layer's directory: no
@@ -119,6 +119,23 @@ interface StepPlan {
   release: () => Promise<void>;
   /** Runs on an empty root and does not depend on the layers below (COPY --link). */
   independent?: boolean;
+}
+
+/** Where a step writes. */
+interface StepTarget {
+  rootfs: string;
+  /** Where to read the image's files (users for --chown) when `rootfs` does not show them. */
+  lookupRoot: string;
+  /** Set when the step's files are recorded in a tree (rootfs is the tree's root), not written. */
+  target?: LayerTree;
+  /** A directory for the step's temporary files, removed after its layer is written. */
+  scratchDir?: string;
+}
+
+/** What running a step made: its creation time and its layer (none when nothing changed). */
+interface StepResult {
+  created: string;
+  layer: { diffId: Digest; size: number } | undefined;
 }
 
 /** One stage's state while it is built, and its result when done. */
@@ -480,31 +497,72 @@ class Build {
     const lowerDirs = plan.independent
       ? []
       : (await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids)).lowerDirs;
-    const root =
-      (plan.directDest !== undefined && lowerDirs.length > 0
-        ? await directStepRoot(this.store.root, lowerDirs, plan.directDest)
-        : undefined) ?? (await mountStepRoot(this.store.root, lowerDirs));
+    const epoch = process.env.SOURCE_DATE_EPOCH;
+    const mtime = epoch !== undefined && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000) : undefined;
+    const commit = { lease: this.lease, ...(mtime ? { mtime } : {}) };
+    const { created, layer } =
+      (await this.executeInTree(plan, lowerDirs, commit)) ??
+      (await this.executeOnOverlay(state, plan, lowerDirs, commit));
+    const record: CacheRecord = {
+      key,
+      created,
+      ...(layer ? { layer: { diffId: layer.diffId, size: layer.size } } : {}),
+    };
+    await this.cache.put(record);
+    return record;
+  }
+
+  /**
+   * A step that only adds below a destination that does not exist yet (or any linked step)
+   * records its files in a LayerTree and streams the layer from their sources: no overlay, no
+   * files written but the blob. Undefined when the step must run on an overlay.
+   */
+  private async executeInTree(
+    plan: StepPlan,
+    lowerDirs: readonly string[],
+    commit: { lease: Lease; mtime?: Date },
+  ): Promise<StepResult | undefined> {
+    if (plan.directDest === undefined && !plan.independent) return undefined;
+    let direct: { seed: SeedDirectory[]; view?: ReadOnlyRoot } = { seed: [] };
+    if (!plan.independent && lowerDirs.length > 0) {
+      const found = await directLayerSeed(this.store.root, lowerDirs, plan.directDest ?? '/');
+      if (found === undefined) return undefined;
+      direct = found;
+    }
+    const scratch = await makeWorkDir(this.store.root);
+    try {
+      const tree = new LayerTree(direct.seed);
+      // With no layers below there is nothing to look users up in: an empty directory.
+      const lookupRoot = direct.view?.path ?? join(scratch, 'empty');
+      if (direct.view === undefined) await mkdir(lookupRoot);
+      await plan.execute({ rootfs: tree.root, lookupRoot, target: tree, scratchDir: scratch });
+      const created = creationTime();
+      return { created, layer: await commitTreeLayer(this.store, tree, commit) };
+    } finally {
+      await direct.view?.release();
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  private async executeOnOverlay(
+    state: StageState,
+    plan: StepPlan,
+    lowerDirs: readonly string[],
+    commit: { lease: Lease; mtime?: Date },
+  ): Promise<StepResult> {
+    const root = await mountStepRoot(this.store.root, lowerDirs);
     try {
       try {
-        await plan.execute(root.merged, root.lookup ?? root.merged);
+        await plan.execute({ rootfs: root.merged, lookupRoot: root.lookup ?? root.merged });
       } finally {
         await root.unmount();
       }
       const created = creationTime();
-      const epoch = process.env.SOURCE_DATE_EPOCH;
-      const mtime = epoch !== undefined && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000) : undefined;
       const layer = await commitLayer(this.store, root.upper, state.config.rootfs.diff_ids, {
-        lease: this.lease,
+        ...commit,
         lowerDirs,
-        ...(mtime ? { mtime } : {}),
       });
-      const record: CacheRecord = {
-        key,
-        created,
-        ...(layer ? { layer: { diffId: layer.diffId, size: layer.size } } : {}),
-      };
-      await this.cache.put(record);
-      return record;
+      return { created, layer };
     } finally {
       await rm(root.workDir, { recursive: true, force: true });
     }
@@ -526,7 +584,7 @@ class Build {
         const path = resolveWorkdir(undefined, config.WorkingDir ?? '/');
         return {
           keyParts: { op: 'mkdir', path, user },
-          execute: async (rootfs) => {
+          execute: async ({ rootfs }) => {
             const target = await resolveInRoot(rootfs, path);
             const owner: Owner | undefined =
               user === '' ? undefined : await resolveOwner(user, rootfs, { numericUserGroup: 'run' });
@@ -579,7 +637,7 @@ class Build {
     }
     return {
       keyParts: { op: 'run', args, script, env, user, workdir, network, mounts: mountKeys, insecure },
-      execute: async (rootfs) => {
+      execute: async ({ rootfs }) => {
         const prepared = await prepareMounts(specs, {
           storeRoot: this.store.root,
           contextDir: resolve(this.options.context),
@@ -738,7 +796,7 @@ class Build {
         keyParts,
         independent: instruction.link,
         ...(instruction.link ? {} : { directDest: posix.resolve('/', workdir, instruction.dest) }),
-        execute: async (rootfs, lookupRoot) => {
+        execute: async ({ rootfs, lookupRoot, target, scratchDir }) => {
           // A linked copy runs on an empty root, but names in --chown are the stage's users.
           const owner =
             chown === undefined
@@ -754,7 +812,8 @@ class Build {
             ...(instruction.chmod ? { chmod: instruction.chmod } : {}),
             parents: instruction.kind === 'COPY' ? instruction.parents : false,
             add: instruction.kind === 'ADD',
-            scratchDir: join(this.store.root, 'build', 'tmp'),
+            scratchDir: scratchDir ?? join(this.store.root, 'build', 'tmp'),
+            ...(target ? { target } : {}),
             inline: instruction.inline.map((source) => ({ path: source.path, data: source.data })),
           });
         },

@@ -6,7 +6,7 @@
  * symlink, absolute or relative, and it must land inside the image, never on the host's `/etc`).
  */
 import { readFile } from 'node:fs/promises';
-import { lstat, readlink } from './fastfs.js';
+import { lstatIfExists, readlink } from './fastfs.js';
 
 import { StrataError, errnoCode } from '../errors.js';
 
@@ -39,7 +39,7 @@ const MAX_ID = 0xffffffff;
  * written, so the last ones may name something to create. Like securejoin, a symlink as the last
  * component is followed too.
  */
-export async function resolveInRoot(rootfs: string, path: string): Promise<string> {
+export async function resolveInRoot(rootfs: string, path: string, fs: ResolvingFs = diskFs): Promise<string> {
   const root = rootfs.length > 1 && rootfs.endsWith('/') ? rootfs.slice(0, -1) : rootfs;
   const resolved: string[] = [];
   let pending = path.split('/');
@@ -52,14 +52,8 @@ export async function resolveInRoot(rootfs: string, path: string): Promise<strin
       continue;
     }
     const candidate = hostPath(root, [...resolved, component]);
-    let isSymlink = false;
-    try {
-      isSymlink = (await lstat(candidate)).isSymbolicLink();
-    } catch (err) {
-      const code = errnoCode(err);
-      // A missing component (or one under a non-directory) is simply kept lexically.
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
-    }
+    // A missing component (or one under a non-directory) is simply kept lexically.
+    const isSymlink = (await fs.lstat(candidate))?.isSymbolicLink() ?? false;
     if (!isSymlink) {
       resolved.push(component);
       continue;
@@ -71,12 +65,23 @@ export async function resolveInRoot(rootfs: string, path: string): Promise<strin
         `cannot resolve ${path} in ${rootfs}: too many levels of symbolic links`,
       );
     }
-    const target = await readlink(candidate);
+    const target = await fs.readlink(candidate);
     if (target.startsWith('/')) resolved.length = 0;
     pending = [...target.split('/'), ...pending];
   }
   return hostPath(root, resolved);
 }
+
+/** What resolving needs of a tree: lstat (undefined when missing) and readlink. */
+export interface ResolvingFs {
+  lstat(path: string): Promise<{ isSymbolicLink(): boolean } | undefined>;
+  readlink(path: string): Promise<string>;
+}
+
+const diskFs: ResolvingFs = {
+  lstat: lstatIfExists,
+  readlink,
+};
 
 function hostPath(root: string, components: readonly string[]): string {
   if (components.length === 0) return root;

@@ -3,7 +3,7 @@ import { mkdir, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { TarEntryInput } from '../archive/tar-writer.js';
+import { openBody, type TarEntryInput } from '../archive/tar-writer.js';
 import { StrataError, errnoCode } from '../errors.js';
 
 /**
@@ -28,9 +28,13 @@ export async function writeEntriesToDirectory(
         continue;
       }
       await mkdir(dirname(path), { recursive: true });
-      const body = typeof entry.body === 'function' ? await entry.body() : entry.body;
+      const { body } = entry;
       if (body === undefined || body instanceof Uint8Array) await writeFile(path, body ?? '');
-      else await pipeline(Readable.from(body), createWriteStream(path));
+      else
+        await pipeline(
+          Readable.from(await openBody(body, entry.header.size ?? 0, entry.header.name)),
+          createWriteStream(path),
+        );
     }
     if (replaceEmpty) await rmdir(directory);
     await rename(staging, directory);
