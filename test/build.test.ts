@@ -193,6 +193,52 @@ describe('strata build (real CLI, store, overlayfs, cache)', () => {
     assert.equal(second.stdout.trim(), 'two.txt');
   });
 
+  test('COPY steps into new directories write only blobs; a COPY into a directory with files uses the overlay', async () => {
+    const context = join(dir.path, 'ctx-tree');
+    await writeTree(context, {
+      'a/x.txt': 'x',
+      'b/y.txt': 'y',
+      'c/z.txt': 'z',
+      'f.txt': 'f',
+    });
+    const snapshots = async (): Promise<string[]> =>
+      (await run('ls', [join(root, 'snapshots')])).stdout
+        .split('\n')
+        .filter((name) => /^[0-9a-f]{64}$/.test(name));
+    const before = await snapshots();
+    await strataOk(root, ['build', '-q', '-f', '-', '-t', 'tree/adds', context], {
+      input: 'FROM busybox\nCOPY a /app/a/\nCOPY b /app/b/\n',
+    });
+    // Neither layer was unpacked: the second step found /app in the first one's tree.
+    assert.deepEqual(await snapshots(), before);
+    const adds = await run('sh', [
+      '-c',
+      `bin/strata --root ${root} export tree/adds | tar -tf - | grep ^app/ | sort`,
+    ]);
+    assert.deepEqual(adds.stdout.trim().split('\n'), [
+      'app/',
+      'app/a/',
+      'app/a/x.txt',
+      'app/b/',
+      'app/b/y.txt',
+    ]);
+
+    await strataOk(root, ['build', '-q', '-f', '-', '-t', 'tree/merge', context], {
+      input: 'FROM busybox\nCOPY a /app/a/\nCOPY b /app/b/\nCOPY c/ /app/a/\n',
+    });
+    const merged = await run('sh', [
+      '-c',
+      `bin/strata --root ${root} export tree/merge | tar -tf - | grep ^app/a/ | sort`,
+    ]);
+    assert.deepEqual(merged.stdout.trim().split('\n'), ['app/a/', 'app/a/x.txt', 'app/a/z.txt']);
+
+    const refused = await strata(root, ['build', '-q', '-f', '-', context], {
+      input: 'FROM busybox\nCOPY f.txt /app/f\nCOPY a /app/f/sub/\n',
+    });
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /Dockerfile:3.*non-directory.*\/app\/f/);
+  });
+
   test('.dockerignore keeps files out of COPY .', async () => {
     const context = join(dir.path, 'ctx-ignore');
     await writeTree(context, {

@@ -110,6 +110,26 @@ export class LayerTree implements CopyTarget {
     }
   }
 
+  /** What the tree has at `path` (relative to the image root), for looking through layers. */
+  describe(path: string): (SeedDirectory & { isDirectory: boolean; isEmpty: boolean }) | undefined {
+    let node: TreeNode | undefined;
+    try {
+      node = this.#find(posix.join(this.root, path));
+    } catch {
+      return undefined; // below a non-directory
+    }
+    if (node === undefined) return undefined;
+    return {
+      path,
+      mode: node.mode,
+      uid: node.uid,
+      gid: node.gid,
+      mtimeMs: node.mtimeMs,
+      isDirectory: node.kind === 'directory',
+      isEmpty: (node.children?.size ?? 0) === 0,
+    };
+  }
+
   /** Whether the copy left nothing in the tree (no layer). */
   get isEmpty(): boolean {
     return this.#top.children?.size === 0;

@@ -12,7 +12,7 @@ import { join, posix } from 'node:path';
 
 import { StrataError } from '../errors.js';
 import { lstatIfExists } from './fastfs.js';
-import type { SeedDirectory } from './layer-tree.js';
+import type { LayerTree, SeedDirectory } from './layer-tree.js';
 
 /**
  * Spawning `mount` from Node costs tens of milliseconds (a large process forks); a build mounts
@@ -217,42 +217,71 @@ export async function mountReadOnlyRoot(
  * Applies when the destination does not exist in the layers yet, or is an empty directory, and
  * every existing component on the way is a real directory; otherwise (and for `/`, which
  * always exists and is never empty: copying into it merges with the image, symlinked /lib and
- * all) undefined, and the step runs on an overlay. The view of the layers it returns is where
- * the step reads the image's users; the caller releases it.
+ * all) undefined, and the step runs on an overlay.
+ *
+ * The layers are `upperTrees` (layers recorded in trees, topmost first: they only ever add, so
+ * the first one holding a path decides) over `lowerDirs`. The view of the lower layers it
+ * returns is where the step reads the image's users; the caller releases it.
  */
 export async function directLayerSeed(
   storeRoot: string,
+  upperTrees: readonly LayerTree[],
   lowerDirs: readonly string[],
   destination: string,
-): Promise<{ seed: SeedDirectory[]; view: ReadOnlyRoot } | undefined> {
+): Promise<{ seed: SeedDirectory[]; view?: ReadOnlyRoot } | undefined> {
   const components = posix
     .resolve('/', destination)
     .split('/')
     .filter((part) => part !== '');
   if (components.length === 0) return undefined;
-  const view = await mountReadOnlyRoot(storeRoot, lowerDirs);
+  const view = lowerDirs.length > 0 ? await mountReadOnlyRoot(storeRoot, lowerDirs) : undefined;
   let keep = false;
   try {
     const seed: SeedDirectory[] = [];
-    let current = view.path;
-    for (const [index, component] of components.entries()) {
-      current = join(current, component);
-      const stats = await lstatIfExists(current);
-      if (stats === undefined) break;
-      if (!stats.isDirectory()) return undefined; // a symlink or a file on the way: overlay rules
-      // The destination itself may exist only as an empty directory (WORKDIR /app; COPY . .).
-      if (index === components.length - 1 && readdirSync(current).length > 0) return undefined;
-      seed.push({
-        path: components.slice(0, index + 1).join('/'),
-        mode: stats.mode,
-        uid: stats.uid,
-        gid: stats.gid,
-        mtimeMs: stats.mtimeMs,
-      });
+    for (let index = 0; index < components.length; index++) {
+      const path = components.slice(0, index + 1).join('/');
+      const last = index === components.length - 1;
+      let found: (SeedDirectory & { isDirectory: boolean; isEmpty: boolean }) | undefined;
+      for (const tree of upperTrees) {
+        found = tree.describe(path);
+        if (found !== undefined) break;
+      }
+      if (found === undefined && view !== undefined) {
+        const host = join(view.path, path);
+        const stats = await lstatIfExists(host);
+        if (stats !== undefined) {
+          found = {
+            path,
+            mode: stats.mode,
+            uid: stats.uid,
+            gid: stats.gid,
+            mtimeMs: stats.mtimeMs,
+            isDirectory: stats.isDirectory(),
+            isEmpty: stats.isDirectory() && readdirSync(host).length === 0,
+          };
+        }
+      }
+      if (found === undefined) break;
+      if (!found.isDirectory) return undefined; // a symlink or a file on the way: overlay rules
+      // The destination itself may exist only as an empty directory (WORKDIR /app; COPY . .),
+      // in every layer that has it.
+      if (last && !(found.isEmpty && isEmptyBelow(upperTrees, view, path))) return undefined;
+      seed.push({ path, mode: found.mode, uid: found.uid, gid: found.gid, mtimeMs: found.mtimeMs });
     }
     keep = true;
-    return { seed, view };
+    return { seed, ...(view ? { view } : {}) };
   } finally {
-    if (!keep) await view.release();
+    if (!keep) await view?.release();
+  }
+}
+
+/** Whether directory `path` is empty (or absent) in every tree and in the view. */
+function isEmptyBelow(trees: readonly LayerTree[], view: ReadOnlyRoot | undefined, path: string): boolean {
+  if (trees.some((tree) => tree.describe(path)?.isEmpty === false)) return false;
+  if (view === undefined) return true;
+  try {
+    return readdirSync(join(view.path, path)).length === 0;
+  } catch {
+    return true;
   }
 }

@@ -119,6 +119,8 @@ interface StepPlan {
   release: () => Promise<void>;
   /** Runs on an empty root and does not depend on the layers below (COPY --link). */
   independent?: boolean;
+  /** Reads the image's files below (users and groups for a named --chown). */
+  readsImage?: boolean;
 }
 
 /** Where a step writes. */
@@ -171,6 +173,8 @@ class Build {
   private readonly cache: BuildCache;
   private readonly stageRuns = new Map<number, Promise<StageState>>();
   private readonly imageRoots: ReadOnlyRoot[] = [];
+  /** Layers this build recorded in trees, by diffID (see executeInTree). */
+  private readonly layerTrees = new Map<Digest, LayerTree>();
   private ignore: PatternMatcher | undefined;
   private hasher!: ContextHasher;
   private vertexCount = 0;
@@ -494,15 +498,11 @@ class Build {
   }
 
   private async execute(state: StageState, plan: StepPlan, key: string): Promise<CacheRecord> {
-    const lowerDirs = plan.independent
-      ? []
-      : (await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids)).lowerDirs;
     const epoch = process.env.SOURCE_DATE_EPOCH;
     const mtime = epoch !== undefined && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000) : undefined;
     const commit = { lease: this.lease, ...(mtime ? { mtime } : {}) };
     const { created, layer } =
-      (await this.executeInTree(plan, lowerDirs, commit)) ??
-      (await this.executeOnOverlay(state, plan, lowerDirs, commit));
+      (await this.executeInTree(state, plan, commit)) ?? (await this.executeOnOverlay(state, plan, commit));
     const record: CacheRecord = {
       key,
       created,
@@ -516,16 +516,35 @@ class Build {
    * A step that only adds below a destination that does not exist yet (or any linked step)
    * records its files in a LayerTree and streams the layer from their sources: no overlay, no
    * files written but the blob. Undefined when the step must run on an overlay.
+   *
+   * The layers below are looked at only to find the existing directories on the way to the
+   * destination. Layers this build made from trees are looked up in their trees, so a run of
+   * COPY steps never unpacks the layers it has just written.
    */
   private async executeInTree(
+    state: StageState,
     plan: StepPlan,
-    lowerDirs: readonly string[],
     commit: { lease: Lease; mtime?: Date },
   ): Promise<StepResult | undefined> {
     if (plan.directDest === undefined && !plan.independent) return undefined;
     let direct: { seed: SeedDirectory[]; view?: ReadOnlyRoot } = { seed: [] };
-    if (!plan.independent && lowerDirs.length > 0) {
-      const found = await directLayerSeed(this.store.root, lowerDirs, plan.directDest ?? '/');
+    if (!plan.independent && state.layers.length > 0) {
+      const diffIds = state.config.rootfs.diff_ids;
+      const upperTrees: LayerTree[] = [];
+      if (!plan.readsImage) {
+        for (let index = diffIds.length - 1; index >= 0; index--) {
+          const tree = this.layerTrees.get(diffIds[index] as Digest);
+          if (tree === undefined) break;
+          upperTrees.push(tree);
+        }
+      }
+      const below = state.layers.length - upperTrees.length;
+      const { lowerDirs } = await unpackLayers(
+        this.store,
+        state.layers.slice(0, below),
+        diffIds.slice(0, below),
+      );
+      const found = await directLayerSeed(this.store.root, upperTrees, lowerDirs, plan.directDest ?? '/');
       if (found === undefined) return undefined;
       direct = found;
     }
@@ -537,7 +556,9 @@ class Build {
       if (direct.view === undefined) await mkdir(lookupRoot);
       await plan.execute({ rootfs: tree.root, lookupRoot, target: tree, scratchDir: scratch });
       const created = creationTime();
-      return { created, layer: await commitTreeLayer(this.store, tree, commit) };
+      const layer = await commitTreeLayer(this.store, tree, commit);
+      if (layer) this.layerTrees.set(layer.diffId, tree);
+      return { created, layer };
     } finally {
       await direct.view?.release();
       await rm(scratch, { recursive: true, force: true });
@@ -547,9 +568,11 @@ class Build {
   private async executeOnOverlay(
     state: StageState,
     plan: StepPlan,
-    lowerDirs: readonly string[],
     commit: { lease: Lease; mtime?: Date },
   ): Promise<StepResult> {
+    const lowerDirs = plan.independent
+      ? []
+      : (await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids)).lowerDirs;
     const root = await mountStepRoot(this.store.root, lowerDirs);
     try {
       try {
@@ -795,6 +818,7 @@ class Build {
       return {
         keyParts,
         independent: instruction.link,
+        readsImage: chown !== undefined && /[^\d:]/.test(chown),
         ...(instruction.link ? {} : { directDest: posix.resolve('/', workdir, instruction.dest) }),
         execute: async ({ rootfs, lookupRoot, target, scratchDir }) => {
           // A linked copy runs on an empty root, but names in --chown are the stage's users.

@@ -35,12 +35,13 @@ export async function unpackLayers(
     const chainId = chain[index];
     const diffId = diffIds[index];
     if (chainId === undefined || diffId === undefined) break;
-    const unpackLayer = async (fsDir: string): Promise<void> => {
+    const unpackLayer = async (fsDir: string): Promise<number> => {
       const verified = new DigestStream({ expected: diffId });
       const feeding = pipeline(decompressStream(store.content.openRead(layer.digest)), verified);
       try {
-        await extractTar(verified, fsDir, { whiteouts: 'overlay', allowDevices: true });
+        const { bytes } = await extractTar(verified, fsDir, { whiteouts: 'overlay', allowDevices: true });
         await feeding;
+        return bytes;
       } catch (err) {
         // Stop reading the layer, and keep the feeding pipeline's own rejection from going unhandled.
         verified.destroy();

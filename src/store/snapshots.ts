@@ -109,7 +109,8 @@ export class SnapshotStore {
    */
   async prepare(
     chainId: Digest,
-    unpack: (fsDir: string) => Promise<void>,
+    /** Fills `fsDir`; may return the bytes of regular files it wrote (else they are counted). */
+    unpack: (fsDir: string) => Promise<number | void>,
     meta: PrepareMeta,
   ): Promise<SnapshotInfo> {
     parseDigest(chainId);
@@ -140,12 +141,12 @@ export class SnapshotStore {
     const fsDir = join(tmp, 'fs');
     await mkdir(fsDir, { recursive: true, mode: 0o755 });
     try {
-      await unpack(fsDir);
+      const written = await unpack(fsDir);
       const record: SnapshotMeta = {
         chainId,
         diffId: meta.diffId,
         parent: meta.parent ?? null,
-        size: meta.size ?? (await treeSize(fsDir)),
+        size: meta.size ?? (typeof written === 'number' ? written : await treeSize(fsDir)),
         created: new Date().toISOString(),
       };
       if (this.durable) await syncTree(fsDir);
