@@ -3,11 +3,11 @@
  * is stored as an uncompressed layer blob, and the upper dir itself is renamed into the
  * snapshot store, so the next step can stack it without unpacking anything.
  */
-import { execFileSync } from 'node:child_process';
 import { lstatSync, readdirSync, rmdirSync, type Stats } from 'node:fs';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OVERLAY_OPAQUE_XATTR } from '../archive/whiteout.js';
+import { runHostCommand } from '../archive/shell-runner.js';
 
 import type { Lease, Store } from '../store/index.js';
 import { chainIds } from '../store/index.js';
@@ -31,7 +31,8 @@ export async function commitLayer(
   parentDiffIds: readonly Digest[],
   options: { lease: Lease; mtime?: Date; lowerDirs?: readonly string[] },
 ): Promise<CommittedLayer | undefined> {
-  if (options.lowerDirs && options.lowerDirs.length > 0) pruneRedundantDirectories(upper, options.lowerDirs);
+  if (options.lowerDirs && options.lowerDirs.length > 0)
+    await pruneRedundantDirectories(upper, options.lowerDirs);
   if ((await readdir(upper)).length === 0) {
     await rm(upper, { recursive: true, force: true });
     return undefined;
@@ -93,33 +94,26 @@ function lowerDirectory(lowerDirs: readonly string[], path: string): Stats | und
  * with the same mode, owner and mtime as below. BuildKit's overlay differ drops them too;
  * otherwise every RUN would add an `etc/` entry.
  */
-function pruneRedundantDirectories(upper: string, lowerDirs: readonly string[]): void {
-  const visit = (relative: string): boolean => {
+async function pruneRedundantDirectories(upper: string, lowerDirs: readonly string[]): Promise<void> {
+  const visit = async (relative: string): Promise<boolean> => {
     const dir = join(upper, relative);
     let empty = true;
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !visit(join(relative, entry.name))) empty = false;
+      if (!entry.isDirectory() || !(await visit(join(relative, entry.name)))) empty = false;
     }
     if (relative === '' || !empty) return false;
     const stats = lstatSync(dir);
     const below = lowerDirectory(lowerDirs, relative);
     if (!below || below.mode !== stats.mode || below.uid !== stats.uid || below.gid !== stats.gid)
       return false;
-    if (below.mtimeMs !== stats.mtimeMs || isOpaque(dir)) return false;
+    if (below.mtimeMs !== stats.mtimeMs || (await isOpaque(dir))) return false;
     rmdirSync(dir);
     return true;
   };
-  visit('');
+  await visit('');
 }
 
-function isOpaque(dir: string): boolean {
-  try {
-    return (
-      execFileSync('getfattr', ['--only-values', '-n', OVERLAY_OPAQUE_XATTR, dir], {
-        stdio: ['ignore', 'pipe', 'ignore'],
-      }).toString() === 'y'
-    );
-  } catch {
-    return false; // no such attribute
-  }
+async function isOpaque(dir: string): Promise<boolean> {
+  const result = await runHostCommand('getfattr', ['--only-values', '-n', OVERLAY_OPAQUE_XATTR, dir]);
+  return result.code === 0 && result.stdout.toString() === 'y'; // else: no such attribute
 }

@@ -3,96 +3,22 @@
  * dirs) with a fresh upper dir that collects exactly what the step changes. Work directories
  * live under `<root>/build/tmp/` so the upper dir can be renamed into the snapshot store.
  */
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 
 import { StrataError } from '../errors.js';
+import { runHostCommandOk } from '../archive/shell-runner.js';
 import { lstatIfExists } from './fastfs.js';
 import type { LayerTree, SeedDirectory } from './layer-tree.js';
-
-/**
- * Spawning `mount` from Node costs tens of milliseconds (a large process forks); a build mounts
- * twice per step. One small bash per process runs the mount commands instead, in a few ms each.
- */
-class MountRunner {
-  private child: ChildProcessByStdio<Writable, Readable, null> | undefined;
-  private pending: Array<(reply: string) => void> = [];
-  private buffer = '';
-
-  private start(): ChildProcessByStdio<Writable, Readable, null> {
-    const child = spawn(
-      'bash',
-      [
-        '-c',
-        'while IFS= read -r line; do out=$(eval "$line" 2>&1); printf "%d %s\\n" "$?" "${out//$\'\\n\'/ }"; done',
-      ],
-      {
-        stdio: ['pipe', 'pipe', 'ignore'],
-      },
-    );
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      this.buffer += chunk;
-      for (let newline = this.buffer.indexOf('\n'); newline >= 0; newline = this.buffer.indexOf('\n')) {
-        const reply = this.buffer.slice(0, newline);
-        this.buffer = this.buffer.slice(newline + 1);
-        this.pending.shift()?.(reply);
-        if (this.pending.length === 0) this.setActive(false);
-      }
-    });
-    child.on('exit', () => {
-      this.child = undefined;
-      for (const resolve of this.pending.splice(0)) resolve('1 mount helper exited');
-    });
-    this.child = child;
-    this.setActive(false);
-    return child;
-  }
-
-  /** Held while a command runs; when idle the helper never keeps the process alive. */
-  private setActive(active: boolean): void {
-    const child = this.child;
-    if (!child) return;
-    const streams = [child, child.stdout, child.stdin] as unknown as Array<{
-      ref?: () => void;
-      unref?: () => void;
-    }>;
-    for (const handle of streams) {
-      if (active) handle.ref?.();
-      else handle.unref?.();
-    }
-  }
-
-  /** Runs `command args…`; resolves with its output, rejects with it on a non-zero exit. */
-  run(command: string, args: readonly string[]): Promise<string> {
-    const child = this.child ?? this.start();
-    const line = [command, ...args].map((word) => `'${word.replace(/'/g, "'\\''")}'`).join(' ');
-    return new Promise((resolve, reject) => {
-      this.pending.push((reply) => {
-        const space = reply.indexOf(' ');
-        const status = Number(reply.slice(0, space));
-        const output = reply.slice(space + 1).trim();
-        if (status === 0) resolve(output);
-        else reject(new Error(output || `${command} exited ${status}`));
-      });
-      this.setActive(true);
-      child.stdin.write(`${line}\n`);
-    });
-  }
-}
-
-const runner = new MountRunner();
 
 /** The kernel copies mount options into one page. */
 const MAX_MOUNT_OPTIONS = 4000;
 
 async function mount(args: string[], what: string): Promise<void> {
   try {
-    await runner.run('mount', args);
+    await runHostCommandOk('mount', args);
   } catch (err) {
     throw new StrataError('UNSUPPORTED', `cannot mount ${what}: ${(err as Error).message}`);
   }
@@ -100,10 +26,10 @@ async function mount(args: string[], what: string): Promise<void> {
 
 export async function unmount(target: string): Promise<void> {
   try {
-    await runner.run('umount', [target]);
+    await runHostCommandOk('umount', [target]);
   } catch {
     // Busy (a straggling process) or already gone: detach lazily so the tree can be removed.
-    await runner.run('umount', ['-l', target]).catch(() => undefined);
+    await runHostCommandOk('umount', ['-l', target]).catch(() => undefined);
   }
 }
 

@@ -8,7 +8,6 @@
  * The caller resolves users (uid, gid, supplementary gids come in as numbers) and prepares the
  * rootfs; the working directory is created when missing and kept, as BuildKit keeps it.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import {
@@ -28,8 +27,8 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { promisify } from 'node:util';
 
+import { runHostCommandOk } from '../archive/shell-runner.js';
 import { StrataError, errnoCode } from '../errors.js';
 import { runWithChroot } from './chroot.js';
 import { findRunc, runWithRunc } from './runc.js';
@@ -48,8 +47,6 @@ import {
 
 export type { Isolation, RunProcessOptions, RunProcessResult, RuntimeMount } from './spec.js';
 export { ociSpec } from './spec.js';
-
-const execFileAsync = promisify(execFile);
 
 /** Docker's PATH for a process whose environment has none. */
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -429,6 +426,6 @@ async function removeIfEmpty(host: string): Promise<boolean> {
 async function restoreTimes(anchor: Anchor): Promise<void> {
   const stamp = (ns: bigint) =>
     `@${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
-  await execFileAsync('touch', ['--no-dereference', '-a', '-d', stamp(anchor.atimeNs), anchor.path]);
-  await execFileAsync('touch', ['--no-dereference', '-m', '-d', stamp(anchor.mtimeNs), anchor.path]);
+  await runHostCommandOk('touch', ['--no-dereference', '-a', '-d', stamp(anchor.atimeNs), anchor.path]);
+  await runHostCommandOk('touch', ['--no-dereference', '-m', '-d', stamp(anchor.mtimeNs), anchor.path]);
 }

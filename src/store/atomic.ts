@@ -39,14 +39,20 @@ export function tempSibling(path: string): string {
 export async function writeFileAtomic(
   path: string,
   data: string | Uint8Array,
-  options: { mode?: number } = {},
+  /**
+   * `durable: false` skips both fsyncs: still all or nothing for readers, but a crash of the
+   * machine may lose (or empty) the file. Only for files whose readers treat a damaged one as
+   * missing (cache records, boot-scoped snapshot metadata).
+   */
+  options: { mode?: number; durable?: boolean } = {},
 ): Promise<void> {
+  const durable = options.durable !== false;
   const temp = tempSibling(path);
   try {
     const handle = await open(temp, 'wx', options.mode ?? 0o644);
     try {
       await handle.writeFile(data);
-      await handle.sync();
+      if (durable) await handle.sync();
     } finally {
       await handle.close();
     }
@@ -55,7 +61,7 @@ export async function writeFileAtomic(
     await rm(temp, { force: true });
     throw err;
   }
-  await fsyncDir(dirname(path));
+  if (durable) await fsyncDir(dirname(path));
 }
 
 /**

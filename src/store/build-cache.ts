@@ -93,7 +93,8 @@ export class BuildCache {
 
   async put(record: CacheRecord): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.pathOf(record.key), `${JSON.stringify(record)}\n`);
+    // Not synced: a record lost or damaged by a machine crash is a cache miss (see get).
+    await writeFileAtomic(this.pathOf(record.key), `${JSON.stringify(record)}\n`, { durable: false });
   }
 
   /** Every record (for GC roots and `builder du`). */

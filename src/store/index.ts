@@ -42,7 +42,12 @@ export {
 export { isLocked, processAlive, waitUntilUnlocked, withFileLock, type FileLockOptions } from './lock.js';
 
 export interface StoreOptions {
-  /** fsync unpacked snapshot trees before committing them (default true; tests may skip it). */
+  /**
+   * Sync unpacked snapshot trees to disk before committing them (default false: a snapshot
+   * records the boot it was written in and is unpacked again after a reboot, which is when
+   * unsynced files can be lost; a syncfs per snapshot made every build step flush the whole
+   * filesystem, other programs' writes included).
+   */
   durableSnapshots?: boolean;
 }
 

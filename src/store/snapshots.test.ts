@@ -34,6 +34,38 @@ function unpackFiles(files: Record<string, string>): (dir: string) => Promise<vo
 }
 
 describe('SnapshotStore', () => {
+  test('an unsynced snapshot counts only in the boot that wrote it; a durable one is synced and always counts', () =>
+    withTempDir(async (root) => {
+      const snapshots = new SnapshotStore(root);
+      const diffId = digestOf('boot');
+      const info = await snapshots.prepare(diffId, unpackFiles({ f: 'one' }), { diffId });
+      const metaPath = join(info.path, '..', 'meta.json');
+      const meta = JSON.parse(await readFile(metaPath, 'utf8')) as Record<string, unknown>;
+      const thisBoot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+      assert.equal(meta.unsyncedBoot, thisBoot);
+      assert.ok(await snapshots.get(diffId));
+      // As after a reboot: the files may have been lost, so it is unpacked again.
+      await writeFile(metaPath, JSON.stringify({ ...meta, unsyncedBoot: 'another-boot' }));
+      assert.equal(await snapshots.get(diffId), undefined);
+      assert.deepEqual(await snapshots.list(), []);
+      let unpacked = 0;
+      const again = await snapshots.prepare(
+        diffId,
+        async (dir) => {
+          unpacked++;
+          await writeFile(join(dir, 'f'), 'two');
+        },
+        { diffId },
+      );
+      assert.equal(unpacked, 1);
+      assert.equal(await readFile(join(again.path, 'f'), 'utf8'), 'two');
+
+      const durable = new SnapshotStore(join(root, 'durable'), { durable: true });
+      const synced = await durable.prepare(diffId, unpackFiles({ f: 'x' }), { diffId });
+      const syncedMeta = JSON.parse(await readFile(join(synced.path, '..', 'meta.json'), 'utf8')) as object;
+      assert.equal('unsyncedBoot' in syncedMeta, false);
+    }));
+
   test('prepare, get, list and lower dirs of a three-layer stack', () =>
     withTempDir(async (root) => {
       const snapshots = new SnapshotStore(root);
@@ -58,7 +90,14 @@ describe('SnapshotStore', () => {
       const meta = JSON.parse(
         await readFile(join(snapshots.dir, (chains[0] as string).slice(7), 'meta.json'), 'utf8'),
       );
-      assert.deepEqual(Object.keys(meta).sort(), ['chainId', 'created', 'diffId', 'parent', 'size']);
+      assert.deepEqual(Object.keys(meta).sort(), [
+        'chainId',
+        'created',
+        'diffId',
+        'parent',
+        'size',
+        'unsyncedBoot',
+      ]);
       assert.equal(meta.parent, null);
       assert.deepEqual(
         (await snapshots.list()).map((info) => info.chainId),

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { digestHex, isDigest, parseDigest, type Digest } from '../oci/digest.js';
@@ -38,6 +39,11 @@ interface SnapshotMeta {
   /** Bytes of regular files in the layer (hard links counted once). */
   size: number;
   created: string;
+  /**
+   * Set when the tree was not synced to disk: the boot it was written in. After a reboot it may
+   * have lost data, so it counts as missing and is unpacked again.
+   */
+  unsyncedBoot?: string;
 }
 
 export interface SnapshotInfo {
@@ -78,7 +84,7 @@ export class SnapshotStore {
     const layout = storeLayout(root);
     this.dir = layout.snapshots;
     this.leases = options.leases ?? new Leases(layout.leases, layout.gcLock);
-    this.durable = options.durable ?? true;
+    this.durable = options.durable ?? false;
   }
 
   private pathOf(chainId: Digest): string {
@@ -149,14 +155,18 @@ export class SnapshotStore {
         size: meta.size ?? (typeof written === 'number' ? written : await treeSize(fsDir)),
         created: new Date().toISOString(),
       };
-      if (this.durable) await syncTree(fsDir);
-      await writeFileAtomic(join(tmp, 'meta.json'), `${JSON.stringify(record, null, 2)}\n`);
+      const boot = this.durable ? undefined : currentBootId();
+      if (boot === undefined) await syncTree(fsDir);
+      else record.unsyncedBoot = boot;
+      // An unsynced snapshot is void after a reboot anyway: its metadata need not be synced either.
+      const durable = boot === undefined;
+      await writeFileAtomic(join(tmp, 'meta.json'), `${JSON.stringify(record, null, 2)}\n`, { durable });
       await this.leases.protect([key]);
       const final = this.pathOf(chainId);
       for (let attempt = 0; ; attempt++) {
         try {
           await rename(tmp, final);
-          await fsyncDir(this.dir);
+          if (durable) await fsyncDir(this.dir);
           return toInfo(record, final);
         } catch (err) {
           if (errnoCode(err) !== 'ENOTEMPTY' && errnoCode(err) !== 'EEXIST') throw err;
@@ -278,6 +288,7 @@ export class SnapshotStore {
       return undefined;
     }
     if (!isMeta(meta) || digestHex(meta.chainId) !== basename(dir)) return undefined;
+    if (meta.unsyncedBoot !== undefined && meta.unsyncedBoot !== currentBootId()) return undefined;
     if (expected !== undefined && meta.chainId !== expected) return undefined;
     return toInfo(meta, dir);
   }
@@ -305,7 +316,8 @@ function isMeta(value: unknown): value is SnapshotMeta {
     isDigest(meta.diffId) &&
     (meta.parent === null || (typeof meta.parent === 'string' && isDigest(meta.parent))) &&
     typeof meta.size === 'number' &&
-    typeof meta.created === 'string'
+    typeof meta.created === 'string' &&
+    (meta.unsyncedBoot === undefined || typeof meta.unsyncedBoot === 'string')
   );
 }
 
@@ -334,6 +346,23 @@ async function treeSize(dir: string): Promise<number> {
 }
 
 const execFileAsync = promisify(execFile);
+
+let bootId: string | undefined | null = null;
+
+/**
+ * This boot's ID (Linux: /proc/sys/kernel/random/boot_id); undefined where there is none, and
+ * snapshots are then synced instead.
+ */
+function currentBootId(): string | undefined {
+  if (bootId === null) {
+    try {
+      bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+    } catch {
+      bootId = undefined;
+    }
+  }
+  return bootId;
+}
 
 /**
  * Makes an unpacked tree durable before its commit rename, so a crash cannot leave a committed
