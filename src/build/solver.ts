@@ -4,6 +4,7 @@
  * writes the final image into the store. Filesystem steps run on an overlay of the stage's
  * snapshots (rootfs.ts) and commit their upper dir as the layer (layer.ts).
  */
+import { createHash } from 'node:crypto';
 import { chown, mkdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, posix, relative, resolve } from 'node:path';
 
@@ -859,28 +860,36 @@ class Build {
     }
   }
 
-  /** Key material of the selected sources: paths, types, modes and (context) content digests. */
+  /**
+   * Key material of the selected sources: per operand, a digest over its entries' paths, types,
+   * modes and (context) content digests, one canonical JSON line each (hashed as it goes rather
+   * than kept for the step key's stable JSON: a large context has tens of thousands of entries).
+   */
   private async sourceMaterial(operands: readonly SelectedOperand[], fromContext: boolean): Promise<unknown> {
     const contextRoot = resolve(this.options.context);
     return Promise.all(
       operands.map(async (operand) => {
-        const entries: unknown[] = new Array(operand.entries.length);
+        const lines: string[] = new Array(operand.entries.length);
         await forEachLimited([...operand.entries.keys()], 16, async (i) => {
           const entry = operand.entries[i] as SelectedOperand['entries'][number];
           const { stats } = entry;
           const common = [entry.relPath, stats.mode];
+          let line: unknown[];
           if (stats.isFile()) {
             const digest = fromContext
               ? await this.hasher.digest(entry.hostPath, relative(contextRoot, entry.hostPath), stats)
               : undefined;
-            entries[i] = [...common, stats.size, digest ?? '', fromContext ? 0 : `${stats.uid}:${stats.gid}`];
+            line = [...common, stats.size, digest ?? '', fromContext ? 0 : `${stats.uid}:${stats.gid}`];
           } else if (stats.isSymbolicLink()) {
-            entries[i] = [...common, entry.linkTarget ?? ''];
+            line = [...common, entry.linkTarget ?? ''];
           } else {
-            entries[i] = [...common, fromContext ? 0 : `${stats.uid}:${stats.gid}`];
+            line = [...common, fromContext ? 0 : `${stats.uid}:${stats.gid}`];
           }
+          lines[i] = JSON.stringify(line);
         });
-        return { operand: operand.operand, dir: operand.isDirectory, entries };
+        const entries = createHash('sha256');
+        for (const line of lines) entries.update(`${line}\n`);
+        return { operand: operand.operand, dir: operand.isDirectory, entries: entries.digest('hex') };
       }),
     );
   }

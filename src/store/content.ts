@@ -357,6 +357,9 @@ async function sourceAt(source: IngestSource, offset: number): Promise<AsyncIter
   return typeof source === 'function' ? await source(offset) : source;
 }
 
+const MAX_WRITES_IN_FLIGHT = 4;
+const FLUSH_EVERY = 32 * 1024 * 1024;
+
 /**
  * Streams `source` into `path` from `position`, digesting every chunk, failing as soon as the
  * size is exceeded, and checking digest and size at the end; fsyncs before returning so a later
@@ -371,6 +374,29 @@ async function writeVerified(
   expected: IngestExpectation,
 ): Promise<DigestResult> {
   const handle = await open(path, flags, 0o600);
+  // Writes are positional, so a few can be in flight while the source makes the next chunks;
+  // and the data is flushed as it goes (one datasync at a time), so the final fsync does not
+  // wait for the whole blob to reach the disk after everything else is done.
+  // Started writes never reject (their first error is kept and thrown by the loop), so one that
+  // fails while the source is still being read is not an unhandled rejection.
+  let writeError: unknown;
+  const guard = (work: Promise<void>): Promise<void> =>
+    work.catch((err: unknown) => {
+      writeError ??= err;
+    });
+  const check = (): void => {
+    if (writeError !== undefined) throw writeError;
+  };
+  const inFlight: Array<Promise<void>> = [];
+  let flushing: Promise<void> = Promise.resolve();
+  let unflushed = 0;
+  const writeAt = async (bytes: Uint8Array, at: number): Promise<void> => {
+    let written = 0;
+    while (written < bytes.length) {
+      const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, at + written);
+      written += bytesWritten;
+    }
+  };
   try {
     if (flags === 'r+') await handle.truncate(position);
     let offset = position;
@@ -380,15 +406,25 @@ async function writeVerified(
       if (expected.size !== undefined && digester.size > expected.size) {
         throw mismatch(`content is larger than the expected ${expected.size} bytes`, expected);
       }
-      let written = 0;
-      while (written < bytes.length) {
-        const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, offset);
-        written += bytesWritten;
-        offset += bytesWritten;
+      if (inFlight.length >= MAX_WRITES_IN_FLIGHT) await inFlight.shift();
+      check();
+      inFlight.push(guard(writeAt(bytes, offset)));
+      offset += bytes.length;
+      unflushed += bytes.length;
+      if (unflushed >= FLUSH_EVERY) {
+        unflushed = 0;
+        await flushing;
+        const written = Promise.all(inFlight);
+        flushing = guard(written.then(() => handle.datasync()));
       }
     }
+    await Promise.all(inFlight.splice(0));
+    await flushing;
+    check();
     await handle.sync();
   } finally {
+    // Settle whatever is still running before the handle is closed.
+    await Promise.all([...inFlight, flushing]);
     await handle.close();
   }
   const result = { digest: digester.digest(), size: digester.size };
