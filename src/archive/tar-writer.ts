@@ -405,13 +405,7 @@ class Batcher {
  */
 function readFileInto(batch: Batcher, path: string, size: number, name: string): void {
   if (size === 0) return;
-  let fd: number;
-  try {
-    // O_NOFOLLOW: the file was found as a regular file; never read through a symlink swapped in since.
-    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-  } catch (err) {
-    throw archivingError(`"${name}"`, err);
-  }
+  const fd = openArchived(path, name);
   try {
     let position = 0;
     while (true) {
@@ -428,12 +422,7 @@ function readFileInto(batch: Batcher, path: string, size: number, name: string):
       if (position > size) break;
       if (count < want) break;
     }
-    if (position !== size) {
-      throw new StrataError(
-        'CONFLICT',
-        `file "${name}" changed size while being archived (${size} bytes when walked, ${position > size ? 'more' : position} when read)`,
-      );
-    }
+    if (position !== size) throw sizeChanged(name, size, position);
   } finally {
     closeSync(fd);
   }
@@ -658,13 +647,7 @@ function archivingError(where: string, err: unknown): StrataError {
  */
 async function* readFileBody(path: string, size: number, name: string): AsyncGenerator<Buffer> {
   if (size === 0) return;
-  let fd: number;
-  try {
-    // O_NOFOLLOW: the walk lstat'ed a regular file; never read through a symlink swapped in since.
-    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-  } catch (err) {
-    throw archivingError(`"${name}"`, err);
-  }
+  const fd = openArchived(path, name);
   try {
     let position = 0;
     while (position <= size) {
@@ -675,15 +658,26 @@ async function* readFileBody(path: string, size: number, name: string): AsyncGen
       if (position > size) break;
       yield chunk.subarray(0, bytesRead);
     }
-    if (position !== size) {
-      throw new StrataError(
-        'CONFLICT',
-        `file "${name}" changed size while being archived (${size} bytes when walked, ${position > size ? 'more' : position} when read)`,
-      );
-    }
+    if (position !== size) throw sizeChanged(name, size, position);
   } finally {
     closeSync(fd);
   }
+}
+
+/** Opens a file found as a regular file, never through a symlink swapped in since (O_NOFOLLOW). */
+function openArchived(path: string, name: string): number {
+  try {
+    return openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  } catch (err) {
+    throw archivingError(`"${name}"`, err);
+  }
+}
+
+function sizeChanged(name: string, size: number, position: number): StrataError {
+  return new StrataError(
+    'CONFLICT',
+    `file "${name}" changed size while being archived (${size} bytes when walked, ${position > size ? 'more' : position} when read)`,
+  );
 }
 
 interface Child {
