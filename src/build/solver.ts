@@ -2,7 +2,8 @@
  * The build solver: runs the stages `--target` needs (independent stages concurrently, each
  * stage's steps in order), with a persistent cache keyed as ARCHITECTURE.md describes, and
  * writes the final image into the store. Filesystem steps run on an overlay of the stage's
- * snapshots (rootfs.ts) and commit their upper dir as the layer (layer.ts).
+ * snapshots (rootfs.ts) and commit their upper dir as the layer (layer.ts); a COPY that only
+ * adds records its files in a LayerTree instead and streams the layer from their sources.
  */
 import { createHash } from 'node:crypto';
 import { chown, mkdir, readFile, rm, stat, utimes } from 'node:fs/promises';
@@ -113,8 +114,8 @@ interface StepPlan {
   execute: (where: StepTarget) => Promise<void>;
   /**
    * Absolute image path the step only adds below (COPY/ADD destination). When nothing of it
-   * exists in the layers yet, the step writes straight into the new layer's directory: no
-   * overlay, whose per-file cost dominates copying a large context.
+   * exists in the layers yet, the step runs against a LayerTree (see executeInTree): no overlay
+   * and no files written, whose per-file cost dominates copying a large context.
    */
   directDest?: string;
   release: () => Promise<void>;
