@@ -239,6 +239,62 @@ describe('strata build (real CLI, store, overlayfs, cache)', () => {
     assert.match(refused.stderr, /Dockerfile:3.*non-directory.*\/app\/f/);
   });
 
+  test('COPY --from a stage this build copied from the context reads the context, and makes the same layer', async () => {
+    const context = join(dir.path, 'ctx-from-tree');
+    await writeTree(context, {
+      'src/a.txt': 'alpha',
+      'src/deep/b.txt': 'beta',
+      'src/run.sh': '#!/bin/sh\n',
+    });
+    await run('chmod', ['0750', join(context, 'src', 'run.sh')]);
+    await run('ln', [join(context, 'src', 'a.txt'), join(context, 'src', 'deep', 'hard.txt')]);
+    await run('ln', ['-s', '../a.txt', join(context, 'src', 'deep', 'link')]);
+    // Sources dated 2020; SOURCE_DATE_EPOCH (2023) clamps what the copies create now, so two
+    // builds at different times can make the same bytes, and the sources' own times still show.
+    await run('sh', ['-c', `find ${join(context, 'src')} -exec touch -h -d 2020-01-01T00:00:00Z {} +`]);
+    const env = { SOURCE_DATE_EPOCH: '1672531200' };
+    const dockerfile =
+      'FROM busybox AS stage\nCOPY --chown=7:8 src /app/src/\n' +
+      'FROM busybox AS final\nCOPY --from=stage /app/src /copied/\nCOPY --from=stage /app/src/deep/b.txt /one.txt\n';
+    const snapshots = async (): Promise<number> =>
+      (await run('ls', [join(root, 'snapshots')])).stdout
+        .split('\n')
+        .filter((name) => /^[0-9a-f]{64}$/.test(name)).length;
+    const before = await snapshots();
+    const layers = async (tag: string): Promise<string[]> =>
+      JSON.parse(
+        (await strataOk(root, ['image', 'inspect', '--format', '{{json .RootFS.Layers}}', tag])).stdout,
+      ) as string[];
+    await strataOk(root, ['build', '-q', '--no-cache', '-f', '-', '-t', 'fromtree/a', context], {
+      input: dockerfile,
+      env,
+    });
+    assert.equal(await snapshots(), before, 'the stage was not unpacked');
+    // The stage now comes from the cache (no tree in this process): the final stage reads an
+    // unpacked view of it, and must make the very same layers.
+    await strataOk(
+      root,
+      ['build', '-q', '--no-cache-filter', 'final', '-f', '-', '-t', 'fromtree/b', context],
+      { input: dockerfile, env },
+    );
+    assert.ok((await snapshots()) > before, 'the second build unpacked the stage');
+    assert.deepEqual(await layers('fromtree/a'), await layers('fromtree/b'));
+    const listing = await run('sh', [
+      '-c',
+      `bin/strata --root ${root} export fromtree/a | tar -tvf - --full-time | grep -E ' (copied|one)' | awk '{ printf "%s %s %s", $1, $2, $4; for (i = 6; i <= NF; i++) printf " %s", $i; print "" }' | sort -k4`,
+    ]);
+    assert.deepEqual(listing.stdout.trim().split('\n'), [
+      'drwxr-xr-x 0/0 2023-01-01 copied/',
+      '-rw-r--r-- 7/8 2020-01-01 copied/a.txt',
+      'drwxr-xr-x 7/8 2020-01-01 copied/deep/',
+      '-rw-r--r-- 7/8 2020-01-01 copied/deep/b.txt',
+      'hrw-r--r-- 7/8 2020-01-01 copied/deep/hard.txt link to copied/a.txt',
+      'lrwxrwxrwx 7/8 2020-01-01 copied/deep/link -> ../a.txt',
+      '-rwxr-x--- 7/8 2020-01-01 copied/run.sh',
+      '-rw-r--r-- 7/8 2020-01-01 one.txt',
+    ]);
+  });
+
   test('.dockerignore keeps files out of COPY .', async () => {
     const context = join(dir.path, 'ctx-ignore');
     await writeTree(context, {

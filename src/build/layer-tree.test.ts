@@ -183,6 +183,59 @@ describe('LayerTree', () => {
     });
   });
 
+  it('gives COPY --from sources only for what it created, from files that outlive it', async () => {
+    const context = await makeContext();
+    const seed = [{ path: 'usr', mode: 0o755, uid: 0, gid: 0, mtimeMs: PAST.getTime() }];
+    const tree = new LayerTree(seed);
+    const operands = await selectCopySources({ root: context, sourceIsContext: true, sources: ['src'] });
+    await applyCopy(operands, { targetRoot: tree.root, target: tree, dest: '/usr/app/', workdir: '/' });
+    assert.equal(tree.selectOwned(['/usr/app']), undefined, 'only when its sources outlive the step');
+    tree.sourcesOutlive = true;
+    const [app] = tree.selectOwned(['/usr/app/']) ?? [];
+    assert.ok(app);
+    assert.equal(app.isDirectory, true);
+    assert.equal(app.destName, 'app');
+    assert.equal(app.preserveOwnership, true);
+    const byPath = new Map(app.entries.map((entry) => [entry.relPath, entry]));
+    assert.deepEqual(
+      app.entries.map((entry) => entry.relPath),
+      [
+        '',
+        'a.txt',
+        'deep',
+        'deep/b.bin',
+        'deep/er',
+        'deep/er/empty',
+        'deep/hard',
+        'deep/link',
+        'pipe',
+        'run.sh',
+      ],
+    );
+    assert.equal(byPath.get('a.txt')?.hostPath, join(context, 'src', 'a.txt'), 'bytes read from the context');
+    assert.equal(byPath.get('deep/link')?.linkTarget, '../a.txt');
+    assert.equal(byPath.get('run.sh')?.stats.mode, 0o100000 | 0o4755);
+    assert.equal(byPath.get('deep/hard')?.stats.nlink, 2);
+    assert.equal(byPath.get('deep/hard')?.stats.ino, byPath.get('a.txt')?.stats.ino);
+    assert.equal(byPath.get('pipe')?.stats.isFIFO(), true);
+    // Not from the tree: a directory of the layers below, a wildcard, a path through a symlink,
+    // something missing, heredoc bytes (no file to read).
+    assert.equal(tree.selectOwned(['/usr']), undefined);
+    assert.equal(tree.selectOwned(['/usr/app/*.txt']), undefined);
+    assert.equal(tree.selectOwned(['/usr/app/deep/link']), undefined);
+    assert.equal(tree.selectOwned(['/usr/app/nope']), undefined);
+    const inline = new LayerTree();
+    inline.sourcesOutlive = true;
+    await applyCopy([], {
+      targetRoot: inline.root,
+      target: inline,
+      dest: '/h/',
+      workdir: '/',
+      inline: [{ path: 'x', data: 'y' }],
+    });
+    assert.equal(inline.selectOwned(['/h']), undefined);
+  });
+
   it('follows the file system rules the copy relies on', async () => {
     const tree = new LayerTree();
     await tree.mkdir(`${tree.root}/d`, 0o755);

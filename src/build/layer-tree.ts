@@ -15,6 +15,9 @@ import type { Stats } from 'node:fs';
 import { posix } from 'node:path';
 
 import { FileBody, toSeconds, type TarWriterEntry } from '../archive/tar-writer.js';
+import { compareNames } from '../dockerfile/context.js';
+import { cleanPath } from '../dockerfile/dockerignore.js';
+import { containsWildcards, type CopySourceEntry, type SelectedOperand } from './copy.js';
 
 /** What the copy needs to know of an existing target path (node's Stats satisfies it). */
 export interface TargetStats {
@@ -62,7 +65,18 @@ interface TreeNode {
   linkTarget?: string;
   major?: number;
   minor?: number;
+  /** An existing directory of the layers below, in the tree only as the way to new entries. */
+  seeded?: boolean;
 }
+
+const TYPE_BITS: Record<NodeKind, number> = {
+  directory: 0o040000,
+  file: 0o100000,
+  symlink: 0o120000,
+  fifo: 0o010000,
+  'char-device': 0o020000,
+  'block-device': 0o060000,
+};
 
 class TreeError extends Error {
   constructor(
@@ -94,6 +108,13 @@ export class LayerTree implements CopyTarget {
   /** The virtual directory every path of the tree is below (never a real path). */
   readonly root = '/.strata-layer-tree';
   readonly #top: TreeNode;
+  /**
+   * Set when every file's source outlives the step (files of the build context): a later
+   * `COPY --from` of this layer can then read them from there (see selectOwned).
+   */
+  sourcesOutlive = false;
+  #names: Map<TreeNode, number> | undefined;
+  readonly #inodes = new Map<TreeNode, number>();
 
   constructor(seed: readonly SeedDirectory[] = []) {
     this.#top = { kind: 'directory', mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, children: new Map() };
@@ -106,6 +127,7 @@ export class LayerTree implements CopyTarget {
         gid: dir.gid,
         mtimeMs: dir.mtimeMs,
         children: new Map(),
+        seeded: true,
       });
     }
   }
@@ -255,6 +277,114 @@ export class LayerTree implements CopyTarget {
     if (node.kind === 'directory') throw new TreeError('EISDIR', path);
     children.delete(name);
     parent.mtimeMs = Date.now();
+  }
+
+  /**
+   * `COPY --from` sources read straight from this tree, when this is the stage's top layer and
+   * every source is a plain path (no wildcard) naming something the tree created (not a
+   * directory of the layers below, whose other contents are elsewhere), reached without
+   * symlinks, with only files whose bytes are still where the tree found them. Then nothing of
+   * the stage needs unpacking; otherwise undefined, and the caller selects from the stage's
+   * files as usual. Operands are what selectCopySources gives for the same sources.
+   */
+  selectOwned(sources: readonly string[]): SelectedOperand[] | undefined {
+    if (!this.sourcesOutlive) return undefined;
+    const operands: SelectedOperand[] = [];
+    for (const source of sources) {
+      if (containsWildcards(source)) return undefined;
+      const cleaned = cleanPath(posix.join('/', source));
+      const components = cleaned === '/' ? [] : cleaned.slice(1).split('/');
+      let node = this.#top;
+      let owned = false;
+      for (const component of components) {
+        const child = node.children?.get(component);
+        if (child === undefined || child.kind === 'symlink') return undefined;
+        owned ||= child.seeded !== true;
+        node = child;
+      }
+      if (!owned) return undefined;
+      const entries: CopySourceEntry[] = [];
+      if (!this.#collect(node, cleaned, '', entries)) return undefined;
+      operands.push({
+        operand: source,
+        isDirectory: node.kind === 'directory',
+        entries,
+        destName: components.at(-1) ?? '',
+        preserveOwnership: true,
+      });
+    }
+    return operands;
+  }
+
+  /** Appends `node` and what is below it, directories before their contents, names in byte order. */
+  #collect(node: TreeNode, imagePath: string, relPath: string, into: CopySourceEntry[]): boolean {
+    if (node.kind === 'file' && node.source === undefined) return false; // inline bytes: no host file
+    into.push({
+      hostPath: node.source ?? posix.join(this.root, imagePath),
+      relPath,
+      stats: this.#stats(node),
+      ...(node.kind === 'symlink' ? { linkTarget: node.linkTarget ?? '' } : {}),
+    });
+    if (node.kind !== 'directory') return true;
+    const names = [...(node.children as Map<string, TreeNode>).keys()].sort(compareNames);
+    for (const name of names) {
+      const child = (node.children as Map<string, TreeNode>).get(name) as TreeNode;
+      const childRel = relPath === '' ? name : `${relPath}/${name}`;
+      if (!this.#collect(child, posix.join(imagePath, name), childRel, into)) return false;
+    }
+    return true;
+  }
+
+  /** What lstat would say of the node once unpacked (an object with Stats' shape). */
+  #stats(node: TreeNode): Stats {
+    if (this.#names === undefined) {
+      const names = new Map<TreeNode, number>();
+      const count = (dir: TreeNode): void => {
+        for (const child of dir.children?.values() ?? []) {
+          names.set(child, (names.get(child) ?? 0) + 1);
+          if (child.kind === 'directory') count(child);
+        }
+      };
+      count(this.#top);
+      this.#names = names;
+    }
+    let ino = this.#inodes.get(node);
+    if (ino === undefined) {
+      ino = this.#inodes.size + 1;
+      this.#inodes.set(node, ino);
+    }
+    const kind = node.kind;
+    const major = node.major ?? 0;
+    const minor = node.minor ?? 0;
+    const time = new Date(node.mtimeMs);
+    const fields = {
+      dev: 0,
+      ino,
+      mode: TYPE_BITS[kind] | node.mode,
+      nlink: this.#names.get(node) ?? 1,
+      uid: node.uid,
+      gid: node.gid,
+      rdev: (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12),
+      size: kind === 'file' ? (node.data?.length ?? node.size ?? 0) : 0,
+      blksize: 4096,
+      blocks: 0,
+      atimeMs: node.mtimeMs,
+      mtimeMs: node.mtimeMs,
+      ctimeMs: node.mtimeMs,
+      birthtimeMs: node.mtimeMs,
+      atime: time,
+      mtime: time,
+      ctime: time,
+      birthtime: time,
+      isFile: () => kind === 'file',
+      isDirectory: () => kind === 'directory',
+      isSymbolicLink: () => kind === 'symlink',
+      isFIFO: () => kind === 'fifo',
+      isCharacterDevice: () => kind === 'char-device',
+      isBlockDevice: () => kind === 'block-device',
+      isSocket: () => false,
+    };
+    return fields as Stats;
   }
 
   /**

@@ -123,6 +123,8 @@ interface StepPlan {
   independent?: boolean;
   /** Reads the image's files below (users and groups for a named --chown). */
   readsImage?: boolean;
+  /** Every file it copies stays where it is for the whole build (COPY from the context). */
+  sourcesOutlive?: boolean;
 }
 
 /** Where a step writes. */
@@ -553,6 +555,7 @@ class Build {
     const scratch = await makeWorkDir(this.store.root);
     try {
       const tree = new LayerTree(direct.seed);
+      tree.sourcesOutlive = plan.sourcesOutlive === true;
       // With no layers below there is nothing to look users up in: an empty directory.
       const lookupRoot = direct.view?.path ?? join(scratch, 'empty');
       if (direct.view === undefined) await mkdir(lookupRoot);
@@ -745,11 +748,23 @@ class Build {
     let sourceRoot = resolve(this.options.context);
     let sourceKey: string | undefined;
     let release = async (): Promise<void> => undefined;
+    // `COPY --from` a stage whose top layer this build recorded in a tree: the sources may be
+    // read from the tree (their bytes are still in the context), without unpacking the stage.
+    let fromTree: SelectedOperand[] | undefined;
     if (from !== undefined) {
-      const source = await this.copySource(from);
-      sourceRoot = source.root.path;
-      sourceKey = source.key;
-      release = () => source.root.release();
+      const { diffIds, key } = await this.fromSource(from);
+      const top = diffIds.at(-1);
+      const tree = top === undefined ? undefined : this.layerTrees.get(top);
+      if (instruction.kind === 'COPY' && !instruction.parents && (instruction.exclude ?? []).length === 0)
+        fromTree = tree?.selectOwned(instruction.sources);
+      if (fromTree !== undefined) {
+        sourceKey = key;
+      } else {
+        const source = await this.copySource(from);
+        sourceRoot = source.root.path;
+        sourceKey = source.key;
+        release = () => source.root.release();
+      }
     }
     try {
       const ignore = this.ignore;
@@ -764,7 +779,8 @@ class Build {
       const urls = instruction.kind === 'ADD' ? instruction.sources.filter(isUrl) : [];
       const locals = instruction.sources.filter((source) => !urls.includes(source));
       const operands: SelectedOperand[] =
-        locals.length === 0
+        fromTree ??
+        (locals.length === 0
           ? []
           : await selectCopySources({
               root: sourceRoot,
@@ -773,7 +789,7 @@ class Build {
               exclude: instruction.exclude,
               ...ignoreOptions,
               parents: instruction.kind === 'COPY' ? instruction.parents : false,
-            });
+            }));
       const remote: unknown[] = [];
       if (urls.length > 0) {
         // Downloaded now: the content digest is part of the key, like BuildKit's HTTP source.
@@ -821,6 +837,7 @@ class Build {
         keyParts,
         independent: instruction.link,
         readsImage: chown !== undefined && /[^\d:]/.test(chown),
+        sourcesOutlive: instruction.kind === 'COPY' && from === undefined,
         ...(instruction.link ? {} : { directDest: posix.resolve('/', workdir, instruction.dest) }),
         execute: async ({ rootfs, lookupRoot, target, scratchDir }) => {
           // A linked copy runs on an empty root, but names in --chown are the stage's users.
