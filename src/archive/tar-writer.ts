@@ -22,6 +22,7 @@ import type { BigIntStats } from 'node:fs';
 import {
   closeSync,
   constants as fsConstants,
+  fstatSync,
   lstatSync,
   openSync,
   readSync,
@@ -79,11 +80,24 @@ export type TarBody =
  * it itself, small files straight into its output buffer.
  */
 export class FileBody {
-  /** `label` names the file in errors (default: the entry's name). */
+  /**
+   * `label` names the file in errors (default: the entry's name). With `unchanged`, the file
+   * must still be that inode with those times when it is read (an fstat after opening): it was
+   * chosen, and perhaps hashed, earlier.
+   */
   constructor(
     readonly path: string,
     readonly label?: string,
+    readonly unchanged?: FileIdentity,
   ) {}
+}
+
+/** What tells that a file is still the one seen before: lstat's dev, ino, mtimeMs and ctimeMs. */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+  mtimeMs: number;
+  ctimeMs: number;
 }
 
 export interface TarWriterEntry {
@@ -350,7 +364,7 @@ export async function openBody(
   name: string,
 ): Promise<AsyncIterable<Uint8Array>> {
   if (body instanceof Uint8Array) return [body] as unknown as AsyncIterable<Uint8Array>;
-  if (body instanceof FileBody) return readFileBody(body.path, size, body.label ?? name);
+  if (body instanceof FileBody) return readFileBody(body, size, body.label ?? name);
   if (typeof body === 'function') return body();
   return body;
 }
@@ -403,9 +417,9 @@ class Batcher {
  * file's read is short only at its end, so getting exactly `size` proves it did not grow, and
  * the extra byte would show it did), large ones in READ_CHUNK pieces passed through.
  */
-function readFileInto(batch: Batcher, path: string, size: number, name: string): void {
-  if (size === 0) return;
-  const fd = openArchived(path, name);
+function readFileInto(batch: Batcher, body: FileBody, size: number, name: string): void {
+  if (size === 0 && body.unchanged === undefined) return;
+  const fd = openArchived(body.path, name, body.unchanged);
   try {
     let position = 0;
     while (true) {
@@ -440,7 +454,7 @@ export async function* encodeEntries(
     if (entry.body === undefined) {
       if (header.size !== 0) throw invalid(header.name, `declares ${header.size} bytes but has no body`);
     } else if (entry.body instanceof FileBody && options.coalesce !== false) {
-      readFileInto(batch, entry.body.path, header.size, entry.body.label ?? header.name);
+      readFileInto(batch, entry.body, header.size, entry.body.label ?? header.name);
       const pad = padding(header.size);
       if (pad) batch.push(pad);
     } else {
@@ -645,9 +659,9 @@ function archivingError(where: string, err: unknown): StrataError {
  * that grew since the walk's lstat is noticed without an fstat (and one that shrank by the short
  * read): the entry would otherwise not match its header.
  */
-async function* readFileBody(path: string, size: number, name: string): AsyncGenerator<Buffer> {
-  if (size === 0) return;
-  const fd = openArchived(path, name);
+async function* readFileBody(body: FileBody, size: number, name: string): AsyncGenerator<Buffer> {
+  if (size === 0 && body.unchanged === undefined) return;
+  const fd = openArchived(body.path, name, body.unchanged);
   try {
     let position = 0;
     while (position <= size) {
@@ -664,13 +678,33 @@ async function* readFileBody(path: string, size: number, name: string): AsyncGen
   }
 }
 
-/** Opens a file found as a regular file, never through a symlink swapped in since (O_NOFOLLOW). */
-function openArchived(path: string, name: string): number {
+/**
+ * Opens a file found as a regular file, never through a symlink swapped in since (O_NOFOLLOW),
+ * and checks it is still `unchanged` when given.
+ */
+function openArchived(path: string, name: string, unchanged?: FileIdentity): number {
+  let fd: number;
   try {
-    return openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
   } catch (err) {
     throw archivingError(`"${name}"`, err);
   }
+  if (unchanged !== undefined) {
+    const now = fstatSync(fd);
+    if (
+      now.dev !== unchanged.dev ||
+      now.ino !== unchanged.ino ||
+      now.mtimeMs !== unchanged.mtimeMs ||
+      now.ctimeMs !== unchanged.ctimeMs
+    ) {
+      closeSync(fd);
+      throw new StrataError(
+        'CONFLICT',
+        `file "${name}" changed during the build (it was modified or replaced)`,
+      );
+    }
+  }
+  return fd;
 }
 
 function sizeChanged(name: string, size: number, position: number): StrataError {

@@ -14,7 +14,7 @@
 import type { Stats } from 'node:fs';
 import { posix } from 'node:path';
 
-import { FileBody, toSeconds, type TarWriterEntry } from '../archive/tar-writer.js';
+import { FileBody, toSeconds, type FileIdentity, type TarWriterEntry } from '../archive/tar-writer.js';
 import { compareNames } from '../dockerfile/context.js';
 import { cleanPath } from '../dockerfile/dockerignore.js';
 import { containsWildcards, type CopySourceEntry, type SelectedOperand } from './copy.js';
@@ -57,9 +57,10 @@ interface TreeNode {
   gid: number;
   mtimeMs: number;
   children?: Map<string, TreeNode>;
-  /** file: host path of the bytes, with their size when recorded */
+  /** file: host path of the bytes, with their size and the identity they must still have */
   source?: string;
   size?: number;
+  identity?: FileIdentity;
   /** file: inline bytes (heredocs) */
   data?: Buffer;
   linkTarget?: string;
@@ -253,7 +254,8 @@ export class LayerTree implements CopyTarget {
   }
 
   async copyFile(source: string, path: string, stats: Stats): Promise<void> {
-    this.#add(path, { ...this.#fresh('file', 0o644), source, size: stats.size });
+    const identity = { dev: stats.dev, ino: stats.ino, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs };
+    this.#add(path, { ...this.#fresh('file', 0o644), source, size: stats.size, identity });
   }
 
   async writeFile(path: string, data: string): Promise<void> {
@@ -357,9 +359,11 @@ export class LayerTree implements CopyTarget {
     const major = node.major ?? 0;
     const minor = node.minor ?? 0;
     const time = new Date(node.mtimeMs);
+    // A file keeps its source's identity, so that a copy of it checks the very same file.
+    const identity = node.identity;
     const fields = {
-      dev: 0,
-      ino,
+      dev: identity ? identity.dev : 0,
+      ino: identity ? identity.ino : ino,
       mode: TYPE_BITS[kind] | node.mode,
       nlink: this.#names.get(node) ?? 1,
       uid: node.uid,
@@ -369,8 +373,8 @@ export class LayerTree implements CopyTarget {
       blksize: 4096,
       blocks: 0,
       atimeMs: node.mtimeMs,
-      mtimeMs: node.mtimeMs,
-      ctimeMs: node.mtimeMs,
+      mtimeMs: identity ? identity.mtimeMs : node.mtimeMs,
+      ctimeMs: identity ? identity.ctimeMs : node.mtimeMs,
       birthtimeMs: node.mtimeMs,
       atime: time,
       mtime: time,
@@ -430,7 +434,7 @@ export class LayerTree implements CopyTarget {
             const size = node.size ?? 0;
             yield {
               header: { name: rel, type: 'file', size, ...base },
-              body: new FileBody(source, source),
+              body: new FileBody(source, source, node.identity),
             };
           }
         } else if (node.kind === 'symlink') {
