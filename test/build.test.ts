@@ -28,6 +28,13 @@ function steps(stderr: string): { ran: string[]; cached: string[] } {
   return { ran, cached };
 }
 
+/** The unpacked layers in the store (snapshot directory names). */
+async function snapshotNames(root: string): Promise<string[]> {
+  return (await run('ls', [join(root, 'snapshots')])).stdout
+    .split('\n')
+    .filter((name) => /^[0-9a-f]{64}$/.test(name));
+}
+
 describe('strata build (real CLI, store, overlayfs, cache)', () => {
   let dir: { path: string; cleanup: () => Promise<void> };
   let root: string;
@@ -201,10 +208,7 @@ describe('strata build (real CLI, store, overlayfs, cache)', () => {
       'c/z.txt': 'z',
       'f.txt': 'f',
     });
-    const snapshots = async (): Promise<string[]> =>
-      (await run('ls', [join(root, 'snapshots')])).stdout
-        .split('\n')
-        .filter((name) => /^[0-9a-f]{64}$/.test(name));
+    const snapshots = () => snapshotNames(root);
     const before = await snapshots();
     await strataOk(root, ['build', '-q', '-f', '-', '-t', 'tree/adds', context], {
       input: 'FROM busybox\nCOPY a /app/a/\nCOPY b /app/b/\n',
@@ -256,10 +260,7 @@ describe('strata build (real CLI, store, overlayfs, cache)', () => {
     const dockerfile =
       'FROM busybox AS stage\nCOPY --chown=7:8 src /app/src/\n' +
       'FROM busybox AS final\nCOPY --from=stage /app/src /copied/\nCOPY --from=stage /app/src/deep/b.txt /one.txt\n';
-    const snapshots = async (): Promise<number> =>
-      (await run('ls', [join(root, 'snapshots')])).stdout
-        .split('\n')
-        .filter((name) => /^[0-9a-f]{64}$/.test(name)).length;
+    const snapshots = async (): Promise<number> => (await snapshotNames(root)).length;
     const before = await snapshots();
     const layers = async (tag: string): Promise<string[]> =>
       JSON.parse(
