@@ -42,15 +42,8 @@ export interface TestCa {
   serverKey: string;
 }
 
-/** A CA and a server certificate for 127.0.0.1 and localhost, made with openssl. */
-export async function makeTestCa(dir: string): Promise<TestCa> {
-  await mkdir(dir, { recursive: true });
-  const caKey = join(dir, 'ca.key');
-  const caCert = join(dir, 'ca.crt');
-  const serverKey = join(dir, 'server.key');
-  const serverCsr = join(dir, 'server.csr');
-  const serverCert = join(dir, 'server.crt');
-  const ext = join(dir, 'server.ext');
+/** A P-256 key and a self-signed certificate for it, valid two days, made with openssl. */
+async function selfSignedCertificate(key: string, cert: string, subject: string): Promise<void> {
   await mustRun('openssl', [
     'req',
     '-x509',
@@ -60,14 +53,26 @@ export async function makeTestCa(dir: string): Promise<TestCa> {
     'ec_paramgen_curve:P-256',
     '-nodes',
     '-keyout',
-    caKey,
+    key,
     '-out',
-    caCert,
+    cert,
     '-days',
     '2',
     '-subj',
-    '/CN=strata test CA',
+    subject,
   ]);
+}
+
+/** A CA and a server certificate for 127.0.0.1 and localhost, made with openssl. */
+export async function makeTestCa(dir: string): Promise<TestCa> {
+  await mkdir(dir, { recursive: true });
+  const caKey = join(dir, 'ca.key');
+  const caCert = join(dir, 'ca.crt');
+  const serverKey = join(dir, 'server.key');
+  const serverCsr = join(dir, 'server.csr');
+  const serverCert = join(dir, 'server.crt');
+  const ext = join(dir, 'server.ext');
+  await selfSignedCertificate(caKey, caCert, '/CN=strata test CA');
   await mustRun('openssl', [
     'req',
     '-newkey',
@@ -135,23 +140,7 @@ export async function startTokenServer(
   await mkdir(dir, { recursive: true });
   const key = join(dir, 'token.key');
   const cert = join(dir, 'token.crt');
-  await mustRun('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '2',
-    '-subj',
-    '/CN=strata test token issuer',
-  ]);
+  await selfSignedCertificate(key, cert, '/CN=strata test token issuer');
   const keyPem = await readFile(key, 'utf8');
   const der = new X509Certificate(await readFile(cert)).raw;
   const service = 'strata-test-registry';

@@ -2,14 +2,13 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Store } from '../../store/index.js';
 import { withTempDir } from '../../store/testing/helpers.js';
 import { mergeScopes, parseChallenges } from './auth.js';
 import { CredentialStore } from './credentials.js';
 import { login, logout } from './login.js';
 import { pullImage } from './pull.js';
 import { pushImage } from './push.js';
-import { FakeRegistry, addImage, error } from './testing/fake-registry.js';
+import { FakeRegistry, addImage, error, withFakeRegistry } from './testing/fake-registry.js';
 
 describe('WWW-Authenticate and scopes', () => {
   test('parses Docker Hub style bearer challenges', () => {
@@ -111,20 +110,9 @@ function requireBearer(
   return log;
 }
 
-async function withSetup(
-  work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>,
-): Promise<void> {
-  const registry = await new FakeRegistry().start();
-  try {
-    await withTempDir(async (dir) => work(registry, await Store.open(join(dir, 'store')), dir));
-  } finally {
-    await registry.stop();
-  }
-}
-
 describe('token auth', () => {
   test('anonymous pull fetches one token and reuses it for every request', () =>
-    withSetup(async (registry, store, dir) => {
+    withFakeRegistry(async (registry, store, dir) => {
       addImage(registry, { tag: 'latest' });
       const tokens = requireBearer(registry, {}, { anonymous: true });
       await pullImage(store, `${registry.host}/app`, { dockerConfigDir: join(dir, 'docker') });
@@ -133,7 +121,7 @@ describe('token auth', () => {
     }));
 
   test('credentials from config.json are sent to the realm; push asks for joined scopes', () =>
-    withSetup(async (registry, store, dir) => {
+    withFakeRegistry(async (registry, store, dir) => {
       addImage(registry, { tag: 'latest' });
       const tokens = requireBearer(registry, { alice: 's3cret' });
       const docker = join(dir, 'docker');
@@ -165,7 +153,7 @@ describe('token auth', () => {
     }));
 
   test('wrong credentials are one line from the token server', () =>
-    withSetup(async (registry, store, dir) => {
+    withFakeRegistry(async (registry, store, dir) => {
       addImage(registry, { tag: 'latest' });
       requireBearer(registry, { alice: 's3cret' });
       await assert.rejects(
@@ -180,7 +168,7 @@ describe('token auth', () => {
 
 describe('credentials and login', () => {
   test('login verifies with the token server, stores base64 auth (0600); logout removes it', () =>
-    withSetup(async (registry, _store, dir) => {
+    withFakeRegistry(async (registry, _store, dir) => {
       requireBearer(registry, { bob: 'pw' });
       const docker = join(dir, 'docker');
       await assert.rejects(
@@ -212,7 +200,7 @@ describe('credentials and login', () => {
     }));
 
   test('Basic auth registries get credentials after the challenge', () =>
-    withSetup(async (registry, store, dir) => {
+    withFakeRegistry(async (registry, store, dir) => {
       addImage(registry, { tag: 'latest' });
       registry.faults.push((req, res) => {
         if (req.headers.authorization === `Basic ${Buffer.from('u:p').toString('base64')}`) return false;

@@ -8,20 +8,9 @@ import { isStrataError } from '../../errors.js';
 import { pullImage, type PullOptions } from './pull.js';
 import { pushImage } from './push.js';
 import { RegistryError } from './errors.js';
-import { FakeRegistry, addImage, error } from './testing/fake-registry.js';
+import { FakeRegistry, addImage, error, withFakeRegistry } from './testing/fake-registry.js';
 
 const fast: PullOptions = { retryDelayMs: 5, dockerConfigDir: '/nonexistent-docker-config' };
-
-async function withRegistry(
-  work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>,
-): Promise<void> {
-  const registry = await new FakeRegistry().start();
-  try {
-    await withTempDir(async (dir) => work(registry, await Store.open(join(dir, 'store')), dir));
-  } finally {
-    await registry.stop();
-  }
-}
 
 async function ingestLeftovers(store: Store): Promise<string[]> {
   return (await readdir(store.layout.ingest)).filter((name) => !name.endsWith('.lock'));
@@ -41,7 +30,7 @@ function dropMidBlob(registry: FakeRegistry, digest: string, data: Buffer, times
 
 describe('registry client faults', () => {
   test('a connection dropped mid-blob resumes with a Range request', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       const { layer } = addImage(registry, { tag: 'latest', layerBytes: 300_000 });
       dropMidBlob(registry, layer.digest, layer.data, 1);
       const image = await pullImage(store, `${registry.host}/app:latest`, fast);
@@ -58,7 +47,7 @@ describe('registry client faults', () => {
     }));
 
   test('an interrupted pull resumes on the next run; nothing partial is visible meanwhile', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       const { layer } = addImage(registry, { tag: 'v1', layerBytes: 400_000 });
       dropMidBlob(registry, layer.digest, layer.data, 100);
       await assert.rejects(
@@ -86,7 +75,7 @@ describe('registry client faults', () => {
     }));
 
   test('500 twice then 200 is retried and succeeds', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       addImage(registry, { tag: 'latest' });
       let failures = 0;
       registry.faults.push((req, res, path) => {
@@ -100,7 +89,7 @@ describe('registry client faults', () => {
     }));
 
   test('5xx retries are bounded and the error shows the registry message', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       registry.faults.push((_req, res, path) => {
         if (!path.includes('/manifests/')) return false;
         error(res, 503, 'UNAVAILABLE', 'down for maintenance');
@@ -114,7 +103,7 @@ describe('registry client faults', () => {
     }));
 
   test('a blob with the wrong content fails clearly and leaves the store clean', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       const { layer } = addImage(registry, { tag: 'latest' });
       registry.blobs.set(layer.digest, Buffer.from(layer.data).fill(1, 0, 10));
       await assert.rejects(pullImage(store, `${registry.host}/app`, fast), (err: unknown) => {
@@ -137,7 +126,7 @@ describe('registry client faults', () => {
     }));
 
   test('a manifest that does not match its digest is refused', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       const { manifest } = addImage(registry, { tag: 'latest' });
       registry.manifests.set(manifest.digest, {
         bytes: Buffer.from('{"schemaVersion":2}'),
@@ -150,7 +139,7 @@ describe('registry client faults', () => {
     }));
 
   test('401 shows the registry error body and how to log in', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       registry.faults.push((_req, res) => {
         error(res, 401, 'UNAUTHORIZED', 'authentication required');
         return true;
@@ -167,7 +156,7 @@ describe('registry client faults', () => {
     }));
 
   test('403 and 404 are one-line errors with the registry message', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       registry.faults.push((_req, res, path) => {
         if (!path.includes('/denied/')) return false;
         error(res, 403, 'DENIED', 'requested access to the resource is denied');
@@ -188,7 +177,7 @@ describe('registry client faults', () => {
     }));
 
   test('429 is reported with the registry message, without hammering the registry', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       registry.faults.push((_req, res, path) => {
         if (!path.includes('/manifests/')) return false;
         error(res, 429, 'TOOMANYREQUESTS', 'You have reached your pull rate limit.', {
@@ -204,7 +193,7 @@ describe('registry client faults', () => {
     }));
 
   test('a 429 with a short Retry-After is waited out', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       addImage(registry, { tag: 'latest' });
       let limited = false;
       registry.faults.push((_req, res, path) => {
@@ -218,7 +207,7 @@ describe('registry client faults', () => {
     }));
 
   test('a stalled body times out and is retried', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       const { layer } = addImage(registry, { tag: 'latest' });
       let stalled = false;
       registry.faults.push((req, res, path) => {
@@ -244,7 +233,7 @@ describe('registry client faults', () => {
     }));
 
   test('a failed upload is restarted in a fresh session', () =>
-    withRegistry(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       addImage(registry, { tag: 'src' });
       await pullImage(store, `${registry.host}/app:src`, fast);
       await store.images.set(

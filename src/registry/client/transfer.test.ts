@@ -8,23 +8,11 @@ import { importImage } from '../../image/import.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import { parseImageManifest } from '../../oci/validate.js';
 import { Store } from '../../store/index.js';
-import { withTempDir } from '../../store/testing/helpers.js';
 import { isStrataError } from '../../errors.js';
 import { pullAllTags, pullImage } from './pull.js';
 import { pushImage } from './push.js';
 import type { TransferEvent } from './progress.js';
-import { FakeRegistry, addImage } from './testing/fake-registry.js';
-
-async function withSetup(
-  work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>,
-): Promise<void> {
-  const registry = await new FakeRegistry().start();
-  try {
-    await withTempDir(async (dir) => work(registry, await Store.open(join(dir, 'store')), dir));
-  } finally {
-    await registry.stop();
-  }
-}
+import { addImage, withFakeRegistry } from './testing/fake-registry.js';
 
 const options = { dockerConfigDir: '/nonexistent-docker-config', retryDelayMs: 5 };
 
@@ -39,7 +27,7 @@ async function importRandomImage(store: Store, dir: string, name: string): Promi
 
 describe('pull', () => {
   test('picks the requested platform from an index and names the index', () =>
-    withSetup(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       const amd = addImage(registry, { platform: { os: 'linux', architecture: 'amd64' } });
       const arm = addImage(registry, { platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } });
       const index = registry.addManifest(
@@ -85,7 +73,7 @@ describe('pull', () => {
     }));
 
   test('by digest, the name carries the digest; --all-tags pulls every tag', () =>
-    withSetup(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       const one = addImage(registry, { tag: 'one' });
       addImage(registry, { tag: 'two' });
       const image = await pullImage(store, `${registry.host}/app@${one.manifest.digest}`, options);
@@ -98,7 +86,7 @@ describe('pull', () => {
     }));
 
   test('layers already in the store are not downloaded again', () =>
-    withSetup(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       const { layer } = addImage(registry, { tag: 'latest' });
       await pullImage(store, `${registry.host}/app`, options);
       const events: TransferEvent[] = [];
@@ -110,7 +98,7 @@ describe('pull', () => {
 
 describe('push', () => {
   test('uncompressed layers go out gzip-compressed; the mapping makes the next push a HEAD hit', () =>
-    withSetup(async (registry, store, dir) => {
+    withFakeRegistry(async (registry, store, dir) => {
       const name = `${registry.host}/built:1`;
       await importRandomImage(store, dir, name);
       const before = (await store.images.get(name))!.target;
@@ -157,7 +145,7 @@ describe('push', () => {
     }));
 
   test('a second image with the same layer reuses the remembered compressed blob', () =>
-    withSetup(async (registry, store, dir) => {
+    withFakeRegistry(async (registry, store, dir) => {
       const name = `${registry.host}/built:1`;
       await importRandomImage(store, dir, name);
       await pushImage(store, name, options);
@@ -170,7 +158,7 @@ describe('push', () => {
     }));
 
   test('chunked uploads PATCH the blob in pieces', () =>
-    withSetup(async (registry, store, dir) => {
+    withFakeRegistry(async (registry, store, dir) => {
       const name = `${registry.host}/chunked:1`;
       await importRandomImage(store, dir, name);
       await pushImage(store, name, { ...options, chunkSize: 64 * 1024 });
@@ -182,7 +170,7 @@ describe('push', () => {
     }));
 
   test('pushing a name that is not in the store says so', () =>
-    withSetup(async (registry, store) => {
+    withFakeRegistry(async (registry, store) => {
       await assert.rejects(
         pushImage(store, `${registry.host}/nothing:1`, options),
         /An image does not exist locally with the tag: 127\.0\.0\.1:\d+\/nothing:1/,

@@ -5,6 +5,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { join } from 'node:path';
+import { Store } from '../../../store/index.js';
+import { withTempDir } from '../../../store/testing/helpers.js';
 
 export interface RecordedRequest {
   method: string;
@@ -225,4 +228,16 @@ export function addImage(
     options.tag,
   );
   return { manifest, layer, config };
+}
+
+/** Runs `work` with a started fake registry and an empty store in a temporary directory. */
+export async function withFakeRegistry(
+  work: (registry: FakeRegistry, store: Store, dir: string) => Promise<void>,
+): Promise<void> {
+  const registry = await new FakeRegistry().start();
+  try {
+    await withTempDir(async (dir) => work(registry, await Store.open(join(dir, 'store')), dir));
+  } finally {
+    await registry.stop();
+  }
 }
