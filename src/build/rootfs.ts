@@ -167,7 +167,7 @@ export async function directLayerSeed(
     for (let index = 0; index < components.length; index++) {
       const path = components.slice(0, index + 1).join('/');
       const last = index === components.length - 1;
-      let found: (SeedDirectory & { isDirectory: boolean; isEmpty: boolean }) | undefined;
+      let found: (SeedDirectory & { isDirectory: boolean }) | undefined;
       for (const tree of upperTrees) {
         found = tree.describe(path);
         if (found !== undefined) break;
@@ -183,7 +183,6 @@ export async function directLayerSeed(
             gid: stats.gid,
             mtimeMs: stats.mtimeMs,
             isDirectory: stats.isDirectory(),
-            isEmpty: stats.isDirectory() && readdirSync(host).length === 0,
           };
         }
       }
@@ -191,7 +190,7 @@ export async function directLayerSeed(
       if (!found.isDirectory) return undefined; // a symlink or a file on the way: overlay rules
       // The destination itself may exist only as an empty directory (WORKDIR /app; COPY . .),
       // in every layer that has it.
-      if (last && !(found.isEmpty && isEmptyBelow(upperTrees, view, path))) return undefined;
+      if (last && !isEmptyBelow(upperTrees, view, path)) return undefined;
       seed.push({ path, mode: found.mode, uid: found.uid, gid: found.gid, mtimeMs: found.mtimeMs });
     }
     keep = true;
