@@ -44,7 +44,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, type Dirent, type Stats } from 'node:fs';
+import { createReadStream, createWriteStream, type Dirent } from 'node:fs';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import {
   chmod,
@@ -53,14 +53,16 @@ import {
   link,
   lstatIfExists,
   lstat,
+  lstatSource,
   lutimes,
   mkdir,
   readdir,
   readlink,
-  stat,
+  statSource,
   symlink,
   unlink,
   utimes,
+  type SourceStats,
 } from './fastfs.js';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
@@ -90,7 +92,7 @@ export interface CopySourceEntry {
   /** Slash-separated path relative to the copied operand ('' = the operand itself). */
   relPath: string;
   /** lstat of hostPath (for the operand itself: of the symlink's resolved target). */
-  stats: Stats;
+  stats: SourceStats;
   linkTarget?: string;
 }
 
@@ -256,7 +258,7 @@ class SourceSelector {
    * Whether a context path exists in the context as BuildKit receives it: not ignored, or an
    * ignored directory holding something re-included.
    */
-  async #visible(contextPath: string, stats: Stats): Promise<boolean> {
+  async #visible(contextPath: string, stats: { isDirectory(): boolean }): Promise<boolean> {
     if (!this.#ignored(contextPath)) return true;
     if (!stats.isDirectory()) return false;
     return this.#hasKeptDescendant(contextPath);
@@ -413,7 +415,7 @@ class SourceSelector {
       for (let count = 1; count <= segments.length; count++) {
         const relPath = segments.slice(0, count).join('/');
         const dirHost = await resolveInRoot(this.#root, posix.join(pivotPath, relPath));
-        operand.parentDirs.push({ hostPath: dirHost, relPath, stats: await stat(dirHost) });
+        operand.parentDirs.push({ hostPath: dirHost, relPath, stats: await statSource(dirHost) });
       }
     }
     return operand;
@@ -429,10 +431,12 @@ class SourceSelector {
     const names = (await readdir(dirHost)).sort(compareNames);
     let appended = false;
     for (const name of names) {
-      const hostPath = posix.join(dirHost, name);
+      // Plain concatenation: dirHost is already clean and a name has no slash (posix.join
+      // normalizes the whole path again, for every file).
+      const hostPath = `${dirHost}/${name}`;
       const relPath = relDir === '' ? name : `${relDir}/${name}`;
-      const contextPath = posix.join(contextDir, name);
-      const stats = await lstat(hostPath);
+      const contextPath = contextDir === '' ? name : `${contextDir}/${name}`;
+      const stats = await lstatSource(hostPath);
       const hidden = this.#ignored(contextPath) || (this.#excludes?.matches(relPath) ?? false);
       if (stats.isDirectory()) {
         if (hidden && !this.#mayHoldKeptEntries(contextPath, relPath)) continue;
@@ -462,9 +466,9 @@ class SourceSelector {
   }
 }
 
-async function statOrUndefined(path: string): Promise<Stats | undefined> {
+async function statOrUndefined(path: string): Promise<SourceStats | undefined> {
   try {
-    return await stat(path);
+    return await statSource(path);
   } catch (err) {
     const code = errnoCode(err);
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return undefined;
@@ -637,12 +641,12 @@ class CopyWriter {
     return `/${posix.relative(this.#root, hostPath)}`;
   }
 
-  #ownerFor(stats: Stats, preserveOwnership: boolean): Owner {
+  #ownerFor(stats: SourceStats, preserveOwnership: boolean): Owner {
     if (this.#options.owner !== undefined) return this.#options.owner;
     return preserveOwnership ? { uid: stats.uid, gid: stats.gid } : { uid: 0, gid: 0 };
   }
 
-  #modeFor(stats: Stats): number {
+  #modeFor(stats: SourceStats): number {
     const mode = stats.mode & PERMISSION_MASK;
     return this.#modeChange === undefined ? mode : this.#modeChange(mode, stats.isDirectory());
   }

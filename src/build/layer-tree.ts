@@ -11,13 +11,13 @@
  * directory, names are unique, a hard link is a second name of the same node, adding or
  * removing a name touches the directory's mtime.
  */
-import type { Stats } from 'node:fs';
 import { posix } from 'node:path';
 
 import { FileBody, toSeconds, type FileIdentity, type TarWriterEntry } from '../archive/tar-writer.js';
 import { compareNames } from '../dockerfile/context.js';
 import { cleanPath } from '../dockerfile/dockerignore.js';
 import { containsWildcards, type CopySourceEntry, type SelectedOperand } from './copy.js';
+import { SourceStats } from './fastfs.js';
 
 /** What the copy needs to know of an existing target path (node's Stats satisfies it). */
 export interface TargetStats {
@@ -37,7 +37,7 @@ export interface CopyTarget {
   symlink(linkTarget: string, path: string): Promise<void>;
   link(existing: string, path: string): Promise<void>;
   /** A regular file with the bytes of `source` (whose lstat is `stats`). */
-  copyFile(source: string, path: string, stats: Stats): Promise<void>;
+  copyFile(source: string, path: string, stats: SourceStats): Promise<void>;
   writeFile(path: string, data: string): Promise<void>;
   mknod(
     path: string,
@@ -253,7 +253,7 @@ export class LayerTree implements CopyTarget {
     this.#add(path, node);
   }
 
-  async copyFile(source: string, path: string, stats: Stats): Promise<void> {
+  async copyFile(source: string, path: string, stats: SourceStats): Promise<void> {
     const identity = { dev: stats.dev, ino: stats.ino, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs };
     this.#add(path, { ...this.#fresh('file', 0o644), source, size: stats.size, identity });
   }
@@ -337,8 +337,8 @@ export class LayerTree implements CopyTarget {
     return true;
   }
 
-  /** What lstat would say of the node once unpacked (an object with Stats' shape). */
-  #stats(node: TreeNode): Stats {
+  /** What lstat would say of the node once unpacked . */
+  #stats(node: TreeNode): SourceStats {
     if (this.#names === undefined) {
       const names = new Map<TreeNode, number>();
       const count = (dir: TreeNode): void => {
@@ -358,10 +358,9 @@ export class LayerTree implements CopyTarget {
     const kind = node.kind;
     const major = node.major ?? 0;
     const minor = node.minor ?? 0;
-    const time = new Date(node.mtimeMs);
     // A file keeps its source's identity, so that a copy of it checks the very same file.
     const identity = node.identity;
-    const fields = {
+    return new SourceStats({
       dev: identity ? identity.dev : 0,
       ino: identity ? identity.ino : ino,
       mode: TYPE_BITS[kind] | node.mode,
@@ -370,25 +369,9 @@ export class LayerTree implements CopyTarget {
       gid: node.gid,
       rdev: (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12),
       size: kind === 'file' ? (node.data?.length ?? node.size ?? 0) : 0,
-      blksize: 4096,
-      blocks: 0,
-      atimeMs: node.mtimeMs,
       mtimeMs: identity ? identity.mtimeMs : node.mtimeMs,
       ctimeMs: identity ? identity.ctimeMs : node.mtimeMs,
-      birthtimeMs: node.mtimeMs,
-      atime: time,
-      mtime: time,
-      ctime: time,
-      birthtime: time,
-      isFile: () => kind === 'file',
-      isDirectory: () => kind === 'directory',
-      isSymbolicLink: () => kind === 'symlink',
-      isFIFO: () => kind === 'fifo',
-      isCharacterDevice: () => kind === 'char-device',
-      isBlockDevice: () => kind === 'block-device',
-      isSocket: () => false,
-    };
-    return fields as Stats;
+    });
   }
 
   /**

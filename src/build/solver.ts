@@ -5,7 +5,6 @@
  * snapshots (rootfs.ts) and commit their upper dir as the layer (layer.ts); a COPY that only
  * adds records its files in a LayerTree instead and streams the layer from their sources.
  */
-import { createHash } from 'node:crypto';
 import { chown, mkdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, posix, relative, resolve } from 'node:path';
 
@@ -35,7 +34,7 @@ import { unpackLayers } from '../image/unpack.js';
 import { creationTime, writeImage } from '../image/create.js';
 import { setImageNames } from '../image/names.js';
 import { cacheKey, type BuildCache, type CacheRecord } from '../store/index.js';
-import { ContextHasher, digestFile, forEachLimited } from './context-hash.js';
+import { ContextHasher, digestFile, operandEntriesDigest } from './context-hash.js';
 import { applyCopy, fetchRemote, selectCopySources, type SelectedOperand } from './copy.js';
 import { resolveInRoot, resolveOwner, type Owner } from './users.js';
 import {
@@ -878,37 +877,17 @@ class Build {
     }
   }
 
-  /**
-   * Key material of the selected sources: per operand, a digest over its entries' paths, types,
-   * modes and (context) content digests, one canonical JSON line each (hashed as it goes rather
-   * than kept for the step key's stable JSON: a large context has tens of thousands of entries).
-   */
+  /** Key material of the selected sources: per operand, a digest over its entries. */
   private async sourceMaterial(operands: readonly SelectedOperand[], fromContext: boolean): Promise<unknown> {
     const contextRoot = resolve(this.options.context);
     return Promise.all(
-      operands.map(async (operand) => {
-        const lines: string[] = new Array(operand.entries.length);
-        await forEachLimited([...operand.entries.keys()], 16, async (i) => {
-          const entry = operand.entries[i] as SelectedOperand['entries'][number];
-          const { stats } = entry;
-          const common = [entry.relPath, stats.mode];
-          let line: unknown[];
-          if (stats.isFile()) {
-            const digest = fromContext
-              ? await this.hasher.digest(entry.hostPath, relative(contextRoot, entry.hostPath), stats)
-              : undefined;
-            line = [...common, stats.size, digest ?? '', fromContext ? 0 : `${stats.uid}:${stats.gid}`];
-          } else if (stats.isSymbolicLink()) {
-            line = [...common, entry.linkTarget ?? ''];
-          } else {
-            line = [...common, fromContext ? 0 : `${stats.uid}:${stats.gid}`];
-          }
-          lines[i] = JSON.stringify(line);
-        });
-        const entries = createHash('sha256');
-        for (const line of lines) entries.update(`${line}\n`);
-        return { operand: operand.operand, dir: operand.isDirectory, entries: entries.digest('hex') };
-      }),
+      operands.map(async (operand) => ({
+        operand: operand.operand,
+        dir: operand.isDirectory,
+        entries: fromContext
+          ? await this.hasher.operandDigest(operand, contextRoot)
+          : await operandEntriesDigest(operand),
+      })),
     );
   }
 
