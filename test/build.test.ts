@@ -97,6 +97,20 @@ describe('strata build (real CLI, store, overlayfs, cache)', () => {
       `bin/strata --root ${root} export cache/app | tar -xOf - app/src/main.txt`,
     ]);
     assert.equal(exported.stdout, 'v2\n');
+
+    // A new step over sources the context cache remembers: the key needs no selection, the copy
+    // selects them when it runs, and gets the current bytes.
+    const elsewhere = await strataOk(
+      root,
+      ['build', '--progress', 'plain', '-f', '-', '-t', 'cache/elsewhere', context],
+      { input: 'FROM busybox\nCOPY src/ /elsewhere/\n' },
+    );
+    assert.deepEqual(steps(elsewhere.stderr).ran, ['COPY src/ /elsewhere/']);
+    const copied = await run('sh', [
+      '-c',
+      `bin/strata --root ${root} export cache/elsewhere | tar -xOf - elsewhere/main.txt`,
+    ]);
+    assert.equal(copied.stdout, 'v2\n');
     const inspect = JSON.parse((await strataOk(root, ['image', 'inspect', 'cache/app'])).stdout) as Array<{
       Config: { Env: string[]; Cmd: string[]; WorkingDir: string };
     }>;

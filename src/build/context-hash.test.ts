@@ -17,8 +17,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { Store } from '../store/index.js';
-import { ContextHasher, operandEntriesDigest, statFingerprint } from './context-hash.js';
-import { selectCopySources, type SelectedOperand } from './copy.js';
+import { ContextHasher, StatFingerprint, operandEntriesDigest, statFingerprint } from './context-hash.js';
+import { selectCopySources, walkCopySources, type SelectOptions, type SelectedOperand } from './copy.js';
+import { PatternMatcher } from '../dockerfile/dockerignore.js';
 
 let scratch: string;
 let counter = 0;
@@ -144,5 +145,81 @@ describe('ContextHasher', () => {
     const second = await ContextHasher.open(store, context);
     assert.equal(await second.operandDigest(operand, context), await expectedDigest(operand));
     assert.ok(second.bytesRead > 0);
+  });
+});
+
+describe('walkCopySources', () => {
+  it('hands a sink what selectCopySources keeps, hidden directories only above kept entries', async () => {
+    const context = await makeContext();
+    await mkdir(join(context, 'app', 'node_modules', 'dep', 'deeper'), { recursive: true });
+    await writeFile(join(context, 'app', 'node_modules', 'dep', 'deeper', 'index.js'), '');
+    await writeFile(join(context, 'app', 'node_modules', 'dep', 'package.json'), '{}');
+    await mkdir(join(context, 'app', 'node_modules', 'other'));
+    await writeFile(join(context, 'app', 'node_modules', 'other', 'x.js'), '');
+    await writeFile(join(context, 'app', 'secret.env'), '');
+    const ignore = new PatternMatcher([
+      'app/node_modules',
+      'app/*.env',
+      '!app/node_modules/dep/package.json',
+    ]);
+    const options: SelectOptions = {
+      root: context,
+      sourceIsContext: true,
+      sources: ['app'],
+      ignore: (path) => ignore.matches(path),
+      canSkipIgnoredDirectory: (path) => ignore.canSkipDirectory(path),
+    };
+    const [selected] = await selectCopySources(options);
+    assert.ok(selected);
+    assert.deepEqual(
+      selected.entries.map((entry) => entry.relPath),
+      [
+        '',
+        'entry.js',
+        'lib',
+        'lib/util.js',
+        'main.js',
+        'node_modules',
+        'node_modules/dep',
+        'node_modules/dep/package.json',
+      ],
+    );
+    const handed: string[] = [];
+    const fingerprint = new StatFingerprint();
+    const walked = await walkCopySources(options, () => ({
+      add: (entry) => {
+        handed.push(entry.relPath);
+        fingerprint.add(entry);
+      },
+    }));
+    assert.deepEqual(
+      handed,
+      selected.entries.map((entry) => entry.relPath),
+    );
+    assert.deepEqual(walked[0]?.entries, []);
+    assert.equal(fingerprint.digest(), statFingerprint(selected));
+  });
+});
+
+describe('ContextHasher.remembered', () => {
+  it('knows an unchanged operand from a walk alone, and nothing once a file changed', async () => {
+    const context = await makeContext();
+    const store = await Store.open(join(scratch, `store-${counter}`));
+    const options: SelectOptions = { root: context, sourceIsContext: true, sources: ['app'] };
+    const first = await ContextHasher.open(store, context);
+    assert.equal(await first.remembered(options), undefined, 'a first build does not walk twice');
+    const [operand] = await selectCopySources(options);
+    assert.ok(operand);
+    const digest = await first.operandDigest(operand, context);
+    await first.save();
+
+    const second = await ContextHasher.open(store, context);
+    assert.deepEqual(await second.remembered(options), [
+      { operand: 'app', isDirectory: true, fingerprint: statFingerprint(operand), entries: digest },
+    ]);
+    assert.equal(second.bytesRead, 0);
+
+    await writeFile(join(context, 'app', 'main.js'), 'console.log(2)\n');
+    assert.equal(await (await ContextHasher.open(store, context)).remembered(options), undefined);
   });
 });

@@ -12,7 +12,13 @@ import { join, relative, resolve } from 'node:path';
 import type { Store } from '../store/index.js';
 import { writeFileAtomic } from '../store/atomic.js';
 import type { Digest } from '../oci/digest.js';
-import type { CopySourceEntry, SelectedOperand } from './copy.js';
+import {
+  walkCopySources,
+  type CopySourceEntry,
+  type EntrySink,
+  type SelectOptions,
+  type SelectedOperand,
+} from './copy.js';
 import type { StatFields } from './fastfs.js';
 
 interface StatEntry {
@@ -130,13 +136,8 @@ export class ContextHasher {
    */
   async operandDigest(operand: SelectedOperand, contextRoot: string): Promise<string> {
     const fingerprint = statFingerprint(operand);
-    const known = this.#materials.get(fingerprint);
-    if (known !== undefined) {
-      // Most recently used last, so that the limit drops the stalest.
-      this.#materials.delete(fingerprint);
-      this.#materials.set(fingerprint, known);
-      return known;
-    }
+    const known = this.#use(fingerprint);
+    if (known !== undefined) return known;
     const prefix = `${contextRoot}/`;
     const digest = await operandEntriesDigest(operand, (entry) =>
       this.digest(
@@ -148,12 +149,47 @@ export class ContextHasher {
       ),
     );
     this.#materials.set(fingerprint, digest);
+    // Most recently used last, so that the limit drops the stalest.
     for (const stale of this.#materials.keys()) {
       if (this.#materials.size <= MATERIAL_LIMIT) break;
       this.#materials.delete(stale);
     }
     this.#materialsDirty = true;
     return digest;
+  }
+
+  /**
+   * The operands `options` selects, fingerprinted by a walk that keeps no entries, when the
+   * entries digest of every one is remembered; undefined otherwise, and without walking when no
+   * operand of this context is remembered yet (a first build). On a 20 000-file context the
+   * walk is most of a no-op rebuild; not keeping 20 000 records makes it cheaper.
+   */
+  async remembered(options: SelectOptions): Promise<RememberedOperand[] | undefined> {
+    if (this.#materials.size === 0) return undefined;
+    const fingerprints: StatFingerprint[] = [];
+    const operands = await walkCopySources(options, () => {
+      const fingerprint = new StatFingerprint();
+      fingerprints.push(fingerprint);
+      return fingerprint;
+    });
+    const found: RememberedOperand[] = [];
+    for (const [index, operand] of operands.entries()) {
+      const fingerprint = (fingerprints[index] as StatFingerprint).digest();
+      const entries = this.#use(fingerprint);
+      if (entries === undefined) return undefined;
+      found.push({ operand: operand.operand, isDirectory: operand.isDirectory, fingerprint, entries });
+    }
+    return found;
+  }
+
+  /** The remembered entries digest of a fingerprint, now the most recently used. */
+  #use(fingerprint: string): string | undefined {
+    const known = this.#materials.get(fingerprint);
+    if (known !== undefined) {
+      this.#materials.delete(fingerprint);
+      this.#materials.set(fingerprint, known);
+    }
+    return known;
   }
 
   async save(): Promise<void> {
@@ -186,23 +222,72 @@ async function readJsonRecord<T>(file: string): Promise<Record<string, T>> {
 
 /**
  * A digest of an operand's root, paths, types, modes, sizes, times, inodes and link targets:
- * what decides its entries digest when the sources are context files. Strings are
- * length-prefixed, so no name can forge a boundary.
+ * what decides its entries digest when the sources are context files. Fed entry by entry (an
+ * EntrySink), so that a walk can fingerprint a large context without keeping its entries.
  */
-export function statFingerprint(operand: SelectedOperand): string {
-  const hash = createHash('sha256');
-  const root = operand.entries[0]?.hostPath ?? '';
-  let chunk = `${root.length}:${root}\n`;
-  for (const { relPath, stats, linkTarget } of operand.entries) {
-    const link = linkTarget ?? '';
-    chunk += `${relPath.length}:${relPath} ${stats.mode} ${stats.size} ${stats.mtimeMs} ${stats.ctimeMs} ${stats.ino} ${link.length}:${link}\n`;
-    if (chunk.length > 65536) {
-      hash.update(chunk);
-      chunk = '';
-    }
+export class StatFingerprint implements EntrySink {
+  readonly #hash = createHash('sha256');
+  /** Entries are encoded into this buffer and hashed a buffer-full at a time. */
+  readonly #buffer = Buffer.allocUnsafe(FINGERPRINT_BUFFER);
+  #used = 0;
+  #rooted = false;
+
+  add({ hostPath, relPath, stats, linkTarget }: CopySourceEntry): void {
+    // The operand itself comes first: its host path places the whole operand.
+    if (!this.#rooted) this.#string(hostPath);
+    this.#rooted = true;
+    this.#string(relPath);
+    this.#string(linkTarget ?? '');
+    // Numbers as doubles, not text: printing two float times per file was a visible cost.
+    if (this.#used + 48 > this.#buffer.length) this.#flush();
+    let at = this.#used;
+    for (const value of [stats.mode, stats.size, stats.mtimeMs, stats.ctimeMs, stats.ino, stats.dev])
+      at = this.#buffer.writeDoubleLE(value, at);
+    this.#used = at;
   }
-  hash.update(chunk);
-  return hash.digest('hex');
+
+  digest(): string {
+    this.#flush();
+    return this.#hash.digest('hex');
+  }
+
+  /** Length-prefixed UTF-8, so that no name can forge a boundary. */
+  #string(text: string): void {
+    const room = 4 + text.length * 3;
+    if (room > this.#buffer.length) {
+      const bytes = Buffer.from(text);
+      this.#flush();
+      const length = Buffer.allocUnsafe(4);
+      length.writeUInt32LE(bytes.length);
+      this.#hash.update(length).update(bytes);
+      return;
+    }
+    if (this.#used + room > this.#buffer.length) this.#flush();
+    const written = this.#buffer.write(text, this.#used + 4, 'utf8');
+    this.#buffer.writeUInt32LE(written, this.#used);
+    this.#used += 4 + written;
+  }
+
+  #flush(): void {
+    if (this.#used > 0) this.#hash.update(this.#buffer.subarray(0, this.#used));
+    this.#used = 0;
+  }
+}
+
+const FINGERPRINT_BUFFER = 64 * 1024;
+
+export function statFingerprint(operand: SelectedOperand): string {
+  const fingerprint = new StatFingerprint();
+  for (const entry of operand.entries) fingerprint.add(entry);
+  return fingerprint.digest();
+}
+
+/** A context operand whose entries digest is remembered for its fingerprint. */
+export interface RememberedOperand {
+  operand: string;
+  isDirectory: boolean;
+  fingerprint: string;
+  entries: string;
 }
 
 /**

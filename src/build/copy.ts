@@ -225,13 +225,26 @@ function rootRelative(base: string, path: string): string {
   return cleaned === '/' ? '' : cleaned.slice(1);
 }
 
+/** Where a walk hands the entries it keeps. */
+export interface EntrySink {
+  add(entry: CopySourceEntry): void;
+}
+
+/** Hands `entry` to the sink after the hidden directories still waiting above it. */
+function keep(entry: CopySourceEntry, sink: EntrySink, pending: CopySourceEntry[]): void {
+  for (const directory of pending.splice(0)) sink.add(directory);
+  sink.add(entry);
+}
+
 class SourceSelector {
   readonly #options: SelectOptions;
   readonly #excludes: PatternMatcher | undefined;
   readonly #keptBelow = new Map<string, boolean>();
+  readonly #sinkFor: ((operand: SelectedOperand) => EntrySink) | undefined;
 
-  constructor(options: SelectOptions) {
+  constructor(options: SelectOptions, sinkFor?: (operand: SelectedOperand) => EntrySink) {
     this.#options = options;
+    this.#sinkFor = sinkFor;
     this.#excludes =
       options.exclude !== undefined && options.exclude.length > 0
         ? new PatternMatcher(options.exclude)
@@ -398,15 +411,17 @@ class SourceSelector {
     const baseName = match === '' ? '' : posix.basename(match);
     if (wildcard && this.#excludes?.matches(baseName)) return undefined;
     const preserveOwnership = !this.#options.sourceIsContext;
-    const top: CopySourceEntry = { hostPath, relPath: '', stats };
     const operand: SelectedOperand = {
       operand: source,
       isDirectory: stats.isDirectory(),
-      entries: [top],
+      entries: [],
       destName: baseName,
       preserveOwnership,
     };
-    if (stats.isDirectory()) await this.#walk(hostPath, contextPath, '', operand.entries);
+    const entries = operand.entries;
+    const sink = this.#sinkFor?.(operand) ?? { add: (entry: CopySourceEntry) => entries.push(entry) };
+    sink.add({ hostPath, relPath: '', stats });
+    if (stats.isDirectory()) await this.#walk(hostPath, contextPath, '', sink, []);
     if (this.#options.parents) {
       const belowPivot = pivotPath === '' ? match : posix.relative(pivotPath, match);
       operand.destName = belowPivot;
@@ -421,15 +436,19 @@ class SourceSelector {
     return operand;
   }
 
-  /** Appends the kept entries below `dirHost`; returns whether anything was appended. */
+  /**
+   * Hands the kept entries below `dirHost` to `sink`, each directory before its contents, names in
+   * byte order. A hidden directory waits on `pending` (outermost first) and is handed over only
+   * when something inside it is kept (fsutil copies it then).
+   */
   async #walk(
     dirHost: string,
     contextDir: string,
     relDir: string,
-    into: CopySourceEntry[],
-  ): Promise<boolean> {
+    sink: EntrySink,
+    pending: CopySourceEntry[],
+  ): Promise<void> {
     const names = (await readdir(dirHost)).sort(compareNames);
-    let appended = false;
     for (const name of names) {
       // Plain concatenation: dirHost is already clean and a name has no slash (posix.join
       // normalizes the whole path again, for every file).
@@ -441,21 +460,22 @@ class SourceSelector {
       if (stats.isDirectory()) {
         if (hidden && !this.#mayHoldKeptEntries(contextPath, relPath)) continue;
         const entry: CopySourceEntry = { hostPath, relPath, stats };
-        const at = into.length;
-        into.push(entry);
-        const childrenKept = await this.#walk(hostPath, contextPath, relPath, into);
-        // A hidden directory is still copied when something inside it is kept (fsutil does so).
-        if (hidden && !childrenKept) into.splice(at, 1);
-        else appended = true;
+        if (hidden) {
+          pending.push(entry);
+          await this.#walk(hostPath, contextPath, relPath, sink, pending);
+          // Still waiting: nothing inside was kept.
+          if (pending.at(-1) === entry) pending.pop();
+        } else {
+          keep(entry, sink, pending);
+          await this.#walk(hostPath, contextPath, relPath, sink, pending);
+        }
         continue;
       }
       if (hidden) continue;
       const entry: CopySourceEntry = { hostPath, relPath, stats };
       if (stats.isSymbolicLink()) entry.linkTarget = await readlink(hostPath);
-      into.push(entry);
-      appended = true;
+      keep(entry, sink, pending);
     }
-    return appended;
   }
 
   #mayHoldKeptEntries(contextPath: string, relPath: string): boolean {
@@ -482,10 +502,29 @@ async function statOrUndefined(path: string): Promise<SourceStats | undefined> {
  * wildcard that matches nothing is NOT_FOUND "no source files were specified".
  */
 export async function selectCopySources(options: SelectOptions): Promise<SelectedOperand[]> {
+  return newSelector(options).select();
+}
+
+function newSelector(
+  options: SelectOptions,
+  sinkFor?: (operand: SelectedOperand) => EntrySink,
+): SourceSelector {
   if (options.sources.length === 0) {
     throw new StrataError('INVALID_ARGUMENT', 'COPY failed: no source files were specified');
   }
-  return new SourceSelector(options).select();
+  return new SourceSelector(options, sinkFor);
+}
+
+/**
+ * Walks the sources exactly as selectCopySources does, but hands each operand's entries to the
+ * sink `sinkFor` gives for it instead of keeping them (the operands come back with no entries):
+ * for a cache key of a large context without holding one record per file.
+ */
+export async function walkCopySources(
+  options: SelectOptions,
+  sinkFor: (operand: SelectedOperand) => EntrySink,
+): Promise<SelectedOperand[]> {
+  return newSelector(options, sinkFor).select();
 }
 
 // ---------------------------------------------------------------------------------------------

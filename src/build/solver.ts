@@ -34,8 +34,20 @@ import { unpackLayers } from '../image/unpack.js';
 import { creationTime, writeImage } from '../image/create.js';
 import { setImageNames } from '../image/names.js';
 import { cacheKey, type BuildCache, type CacheRecord } from '../store/index.js';
-import { ContextHasher, digestFile, operandEntriesDigest } from './context-hash.js';
-import { applyCopy, fetchRemote, selectCopySources, type SelectedOperand } from './copy.js';
+import {
+  ContextHasher,
+  digestFile,
+  operandEntriesDigest,
+  statFingerprint,
+  type RememberedOperand,
+} from './context-hash.js';
+import {
+  applyCopy,
+  fetchRemote,
+  selectCopySources,
+  type SelectOptions,
+  type SelectedOperand,
+} from './copy.js';
 import { resolveInRoot, resolveOwner, type Owner } from './users.js';
 import {
   DEFAULT_PATH,
@@ -777,18 +789,27 @@ class Build {
       const isUrl = (source: string) => /^https?:\/\//i.test(source);
       const urls = instruction.kind === 'ADD' ? instruction.sources.filter(isUrl) : [];
       const locals = instruction.sources.filter((source) => !urls.includes(source));
-      const operands: SelectedOperand[] =
+      const selectOptions: SelectOptions = {
+        root: sourceRoot,
+        sourceIsContext: from === undefined,
+        sources: locals,
+        exclude: instruction.exclude,
+        ...ignoreOptions,
+        parents: instruction.kind === 'COPY' ? instruction.parents : false,
+      };
+      // Context sources whose digests are remembered need no entries for the key; they are
+      // selected only if the step runs.
+      const remembered =
+        from === undefined && urls.length === 0 && locals.length > 0
+          ? await this.hasher.remembered(selectOptions)
+          : undefined;
+      let operands: SelectedOperand[] | undefined =
         fromTree ??
-        (locals.length === 0
-          ? []
-          : await selectCopySources({
-              root: sourceRoot,
-              sourceIsContext: from === undefined,
-              sources: locals,
-              exclude: instruction.exclude,
-              ...ignoreOptions,
-              parents: instruction.kind === 'COPY' ? instruction.parents : false,
-            }));
+        (remembered !== undefined
+          ? undefined
+          : locals.length === 0
+            ? []
+            : await selectCopySources(selectOptions));
       const remote: unknown[] = [];
       if (urls.length > 0) {
         // Downloaded now: the content digest is part of the key, like BuildKit's HTTP source.
@@ -812,11 +833,13 @@ class Build {
             sourceIsContext: false,
             sources: [fetched.filename],
           });
-          if (operand) operands.push({ ...operand, operand: url, preserveOwnership: false });
+          if (operand) (operands ??= []).push({ ...operand, operand: url, preserveOwnership: false });
           remote.push([url, fetched.filename, await digestFile(fetched.path)]);
         }
       }
-      const material = await this.sourceMaterial(operands, from === undefined);
+      const material =
+        remembered?.map(({ operand, isDirectory, entries }) => ({ operand, dir: isDirectory, entries })) ??
+        (await this.sourceMaterial(operands ?? [], from === undefined));
       const chown = instruction.chown;
       const keyParts = {
         op: instruction.kind,
@@ -846,6 +869,7 @@ class Build {
               : instruction.link && /[^\d:]/.test(chown)
                 ? await this.withStageRoot(state, (stageRoot) => resolveOwner(chown, stageRoot))
                 : await resolveOwner(chown, lookupRoot);
+          operands ??= await reselect(selectOptions, remembered ?? []);
           await applyCopy(operands, {
             targetRoot: rootfs,
             dest: instruction.dest,
@@ -931,6 +955,25 @@ class Build {
       steps: { executed: this.executed, cached: this.cached },
     };
   }
+}
+
+/**
+ * Selects the sources a key was made from by their fingerprints; each must still have the
+ * fingerprint it had, or the step would store other bytes under that key.
+ */
+async function reselect(
+  options: SelectOptions,
+  remembered: readonly RememberedOperand[],
+): Promise<SelectedOperand[]> {
+  const operands = await selectCopySources(options);
+  const changed =
+    operands.length !== remembered.length
+      ? options.sources.join(' ')
+      : operands.find((operand, index) => statFingerprint(operand) !== remembered[index]?.fingerprint)
+          ?.operand;
+  if (changed !== undefined)
+    throw new StrataError('CONFLICT', `the build context changed during the build (${changed}); build again`);
+  return operands;
 }
 
 /** Metadata instructions change only the config (WORKDIR also makes its directory). */
