@@ -5,7 +5,8 @@ import { buffer } from 'node:stream/consumers';
 
 import type { CliContext } from './context.js';
 // The build's own modules, not the whole public API (src/index.ts re-exports these): a cached
-// rebuild should not pay for loading the registry client or the linter.
+// rebuild should not pay for loading the registry client or the whole linter (only BuildKit's
+// checks, which every build runs, are loaded: see loadChecks).
 import { build, type BuildResult } from '../build/solver.js';
 import { createProgress, isProgressMode, type ProgressSink } from '../build/progress.js';
 import { outputDirectory, outputStream, parseOutput } from '../build/outputs.js';
@@ -15,6 +16,51 @@ import { StrataError } from '../errors.js';
 import { confirm } from './prompt.js';
 import { humanSize } from './units.js';
 import { collect } from './options.js';
+import type * as BuildChecks from '../lint/build-checks.js';
+import type { BuildCheckInput, BuildCheckResult } from '../lint/build-checks.js';
+
+/** BuildKit's checks, loaded when a build starts (the module is small: no hadolint rules). */
+const loadChecks = (): Promise<typeof BuildChecks> => import('../lint/build-checks.js');
+
+/**
+ * `build --check`: BuildKit's checks over the Dockerfile, nothing built. Every stage is checked
+ * unless `--target` narrows it, as `docker build --check` does. Findings make the command fail.
+ */
+async function runCheckOnly(
+  ctx: CliContext,
+  checks: typeof BuildChecks,
+  input: BuildCheckInput,
+): Promise<void> {
+  const result = await checks.checkBuild({ ...input, allStages: input.target === undefined });
+  ctx.stdout.write(checks.formatCheckReport(result));
+  if (result.error !== undefined) throw new StrataError('INVALID_DOCKERFILE', result.error.message);
+  const count = result.warnings.length;
+  if (count > 0) {
+    throw new StrataError(
+      'INVALID_DOCKERFILE',
+      `build check: ${count} warning${count === 1 ? '' : 's'} found in ${result.file}`,
+    );
+  }
+}
+
+/**
+ * The checks a build runs before it starts: undefined when the Dockerfile or the context cannot
+ * be read or parsed (the build itself then reports that, in its own words). A check directive
+ * BuildKit cannot read, or `check=error=true` with findings, stops the build here.
+ */
+async function checksBeforeBuild(
+  checks: typeof BuildChecks,
+  input: BuildCheckInput,
+): Promise<BuildCheckResult | undefined> {
+  let result: BuildCheckResult;
+  try {
+    result = await checks.checkBuild(input);
+  } catch (err) {
+    if (err instanceof StrataError && err.userFacing) return undefined;
+    throw err;
+  }
+  return result;
+}
 
 /** `K=V` pairs; a bare `K` takes its value from the environment (as `docker build` does). */
 function keyValues(entries: readonly string[], flag: string, fromEnv: boolean): Record<string, string> {
@@ -54,6 +100,7 @@ interface BuildFlags {
   ssh: string[];
   allow: string[];
   isolation: string;
+  check?: boolean;
 }
 
 /** `--secret id=x,src=FILE` / `id=x,env=VAR` / `id=x` (an env var of that name), like buildx. */
@@ -143,6 +190,7 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
       collect,
       [],
     )
+    .option('--check', 'run the build checks (BuildKit rules) without building; fail on findings')
     .action(async (context: string, flags: BuildFlags) => {
       const outputs = flags.output.map(parseOutput);
       if (!isProgressMode(flags.progress)) {
@@ -151,18 +199,52 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
           `invalid --progress "${flags.progress}": expected auto, tty, plain, rawjson or quiet`,
         );
       }
+      const dockerfileText = flags.file === '-' ? await buffer(process.stdin) : undefined;
+      const dockerfileSource =
+        dockerfileText !== undefined
+          ? { dockerfileText }
+          : flags.file === undefined
+            ? {}
+            : { dockerfile: flags.file };
+      const buildArgs = keyValues(flags.buildArg, '--build-arg', true);
+      const checkInput: BuildCheckInput = {
+        context,
+        ...dockerfileSource,
+        buildArgs,
+        ...(flags.target === undefined ? {} : { target: flags.target }),
+        ...(flags.platform === undefined ? {} : { platform: flags.platform }),
+      };
+      const checks = await loadChecks();
+      if (flags.check) return runCheckOnly(ctx, checks, checkInput);
+
+      const mode = flags.quiet ? 'quiet' : flags.progress;
+      const checked = await checksBeforeBuild(checks, checkInput);
+      // buildx prints the summary after the progress output, and never in quiet or JSON modes.
+      const printWarnings = (): void => {
+        if (checked === undefined || mode === 'quiet' || mode === 'rawjson') return;
+        const stderr = ctx.stderr as NodeJS.WriteStream;
+        ctx.stderr.write(
+          checks.formatWarningSummary(checked, {
+            debug: program.opts<{ debug?: boolean }>().debug === true,
+            colour: stderr.isTTY === true && process.env.NO_COLOR === undefined,
+          }),
+        );
+      };
+      // The Dockerfile's own errors are left to the build, which reports them in its words.
+      const stop = checked?.error;
+      if (stop !== undefined && (stop.kind === 'lint' || stop.kind === 'directive')) {
+        printWarnings();
+        throw new StrataError('INVALID_DOCKERFILE', stop.message);
+      }
+
       const store = await ctx.openStore();
-      const progress: ProgressSink = createProgress(flags.quiet ? 'quiet' : flags.progress, ctx.stderr);
+      const progress: ProgressSink = createProgress(mode, ctx.stderr);
       let result: BuildResult;
       try {
         result = await build(store, {
           context,
-          ...(flags.file === '-'
-            ? { dockerfileText: await buffer(process.stdin) }
-            : flags.file === undefined
-              ? {}
-              : { dockerfile: flags.file }),
-          buildArgs: keyValues(flags.buildArg, '--build-arg', true),
+          ...dockerfileSource,
+          buildArgs,
           ...(flags.target === undefined ? {} : { target: flags.target }),
           tags: flags.tag,
           labels: keyValues(flags.label, '--label', false),
@@ -180,9 +262,12 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
           pullImage: async (reference, platform) =>
             (await import('../registry/client/index.js')).pullImage(store, reference, { platform }),
         });
-      } finally {
+      } catch (err) {
         await progress.close();
+        printWarnings();
+        throw err;
       }
+      await progress.close();
       for (const output of outputs) {
         if (output.type === 'image') continue;
         if (output.type === 'local') await outputDirectory(store, result.id, output.dest);
@@ -207,6 +292,7 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
         for (const name of result.names) ctx.warn(`naming to ${name} done`);
         ctx.warn(`writing image ${result.id} done`);
       }
+      printWarnings();
     });
 }
 

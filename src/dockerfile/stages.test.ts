@@ -160,6 +160,19 @@ test('circular and variable --from are errors', () => {
   );
 });
 
+test('a FROM --platform that expands to nothing is an error, not the default platform', () => {
+  const model = loadDockerfile('FROM --platform=$NOPE busybox\nRUN true\n');
+  assert.throws(
+    () => resolveBuild(model, { targetPlatform: amd64, buildPlatform: amd64 }),
+    /Dockerfile:1:1: empty platform value from expression \$NOPE$/,
+  );
+  const set = loadDockerfile('ARG P=linux/arm64\nFROM --platform=$P busybox\n');
+  assert.equal(
+    resolveBuild(set, { targetPlatform: amd64, buildPlatform: amd64 }).stages[0]?.platform,
+    'linux/arm64',
+  );
+});
+
 test('stage scope: ENV reads the old value, ARG scoping, ENV wins over ARG, proxies need no ARG', () => {
   const model = loadDockerfile(
     [

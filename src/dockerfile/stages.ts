@@ -273,6 +273,13 @@ export function resolveBuild(model: DockerfileModel, options: BuildArgOptions): 
       }
     }
     const platform = stage.from.platform === undefined ? undefined : expand(stage.from.platform);
+    // BuildKit refuses a platform that expands to nothing instead of taking the default.
+    if (platform === '')
+      throw dockerfileError(
+        model.file,
+        stage.from.range.start,
+        `empty platform value from expression ${stage.from.platform ?? ''}`,
+      );
     return { stage, base, platform, dependsOn: [...dependsOn], imageRefs };
   });
 

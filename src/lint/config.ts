@@ -1,7 +1,8 @@
 /**
  * Lint configuration in hadolint's vocabulary, so an existing `.hadolint.yaml` works unchanged:
  * `ignored`, `override` (severity per rule), `trustedRegistries`, `label-schema`,
- * `strict-labels`, `failure-threshold`, `disable-ignore-pragma`, `no-fail`, `format`.
+ * `strict-labels`, `failure-threshold`, `disable-ignore-pragma`, `no-fail`, `format`; and one
+ * key of strata's own, `oci-label-schema` (the OCI labels ST1015/ST1016 expect).
  */
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -22,6 +23,23 @@ export interface LintConfig extends RuleSettings {
   format?: string;
 }
 
+/**
+ * strata's default `oci-label-schema`: the pre-defined `org.opencontainers.image.*` annotations
+ * an image should describe itself with, typed as the OCI image spec describes their values.
+ */
+export function defaultOciLabelSchema(): Record<string, LabelType> {
+  return {
+    'org.opencontainers.image.title': 'text',
+    'org.opencontainers.image.description': 'text',
+    'org.opencontainers.image.version': 'text',
+    'org.opencontainers.image.revision': 'hash',
+    'org.opencontainers.image.created': 'rfc3339',
+    'org.opencontainers.image.source': 'url',
+    'org.opencontainers.image.licenses': 'spdx',
+    'org.opencontainers.image.authors': 'text',
+  };
+}
+
 export function defaultLintConfig(): LintConfig {
   return {
     ignored: [],
@@ -29,6 +47,7 @@ export function defaultLintConfig(): LintConfig {
     trustedRegistries: [],
     labelSchema: {},
     strictLabels: false,
+    ociLabelSchema: defaultOciLabelSchema(),
     failureThreshold: 'info',
     disableIgnorePragma: false,
     noFail: false,
@@ -47,6 +66,23 @@ function stringList(value: unknown, key: string, source: string): string[] {
   return value;
 }
 
+/** A `label: type` mapping (`label-schema`, `oci-label-schema`). */
+function labelSchemaOf(value: unknown, key: string, source: string): Record<string, LabelType> {
+  const schema: Record<string, LabelType> = {};
+  if (value === undefined || value === null) return schema;
+  if (typeof value !== 'object' || Array.isArray(value)) throw invalid(source, `"${key}" must be a mapping`);
+  for (const [label, type] of Object.entries(value)) {
+    if (typeof type !== 'string' || !(LABEL_TYPES as readonly string[]).includes(type)) {
+      throw invalid(
+        source,
+        `label "${label}" has unknown type "${String(type)}" (${LABEL_TYPES.join(', ')})`,
+      );
+    }
+    schema[label] = type as LabelType;
+  }
+  return schema;
+}
+
 /** Reads a config object (already parsed from YAML or given in code) onto `base`. */
 export function applyConfigObject(base: LintConfig, raw: unknown, source = 'config'): LintConfig {
   if (raw === undefined || raw === null) return base;
@@ -57,6 +93,7 @@ export function applyConfigObject(base: LintConfig, raw: unknown, source = 'conf
     ...base,
     overrides: { ...base.overrides },
     labelSchema: { ...base.labelSchema },
+    ociLabelSchema: { ...base.ociLabelSchema },
   };
   config.ignored = [...base.ignored, ...stringList(record.ignored, 'ignored', source)];
   config.trustedRegistries = [
@@ -72,20 +109,10 @@ export function applyConfigObject(base: LintConfig, raw: unknown, source = 'conf
       for (const rule of stringList(rules, `override.${severity}`, source)) config.overrides[rule] = severity;
     }
   }
-  const schema = record['label-schema'];
-  if (schema !== undefined && schema !== null) {
-    if (typeof schema !== 'object' || Array.isArray(schema))
-      throw invalid(source, '"label-schema" must be a mapping');
-    for (const [label, type] of Object.entries(schema)) {
-      if (typeof type !== 'string' || !(LABEL_TYPES as readonly string[]).includes(type)) {
-        throw invalid(
-          source,
-          `label "${label}" has unknown type "${String(type)}" (${LABEL_TYPES.join(', ')})`,
-        );
-      }
-      config.labelSchema[label] = type as LabelType;
-    }
-  }
+  Object.assign(config.labelSchema, labelSchemaOf(record['label-schema'], 'label-schema', source));
+  // strata's key: replaces the default OCI label schema (`{}` switches ST1015/ST1016 off).
+  if (record['oci-label-schema'] !== undefined)
+    config.ociLabelSchema = labelSchemaOf(record['oci-label-schema'], 'oci-label-schema', source);
   if (record['strict-labels'] !== undefined) config.strictLabels = record['strict-labels'] === true;
   if (record['disable-ignore-pragma'] !== undefined)
     config.disableIgnorePragma = record['disable-ignore-pragma'] === true;

@@ -37,8 +37,12 @@ function judge(testCase: HadolintCase): string | undefined {
     rules: HADOLINT_RULES,
     includeIgnoredSeverity: true,
   });
-  const relevant =
-    testCase.rule === '*' ? findings : findings.filter((finding) => finding.rule === testCase.rule);
+  // hadolint's ShellCheck cases expect any SC finding (hadolint reports them under their codes).
+  const matches = (rule: string): boolean =>
+    testCase.rule === '*' ||
+    rule === testCase.rule ||
+    (testCase.rule === 'shellcheck' && /^SC\d+$/.test(rule));
+  const relevant = findings.filter((finding) => matches(finding.rule));
   const seen = relevant.map((finding) => `${finding.rule}@${finding.line}`).join(', ') || 'none';
   if (testCase.expect === 'pass')
     return relevant.length === 0 ? undefined : `expected no finding, got ${seen}`;

@@ -9,12 +9,12 @@ interface KnownFailure {
   reason: string;
 }
 
-type KnownFailureFile = Record<'hadolint' | 'buildkit-checks', KnownFailure[]>;
+type KnownFailureFile = Record<'hadolint' | 'buildkit-checks' | 'build-check', KnownFailure[]>;
 
 /** Case key → reason. */
 export function knownFailures(corpus: keyof KnownFailureFile): Map<string, string> {
   const file = JSON.parse(
     readFileSync(new URL('./corpus-known-failures.json', import.meta.url), 'utf8'),
   ) as KnownFailureFile;
-  return new Map(file[corpus].map((entry) => [entry.case, entry.reason]));
+  return new Map((file[corpus] ?? []).map((entry) => [entry.case, entry.reason]));
 }

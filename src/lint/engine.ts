@@ -1,103 +1,15 @@
 /**
- * The lint engine: parse once, run every enabled rule over the model, then apply what the
- * user said about rules (config, pragmas, `# check=` directives) and severities.
+ * The lint engine with every rule strata knows: `lintDockerfile` runs them (or the ones asked
+ * for) through evaluate.ts; `failsThreshold` turns findings into an exit status.
  */
-import { DockerfileError } from '../dockerfile/errors.js';
-import { buildLintModel, type LintModel } from './model.js';
-import { defaultLintConfig, type LintConfig } from './config.js';
-import { instructionCheckSkips, parseCheckDirective, readHadolintPragmas } from './pragmas.js';
+import { evaluateRules, type LintOptions } from './evaluate.js';
 import { ALL_RULES } from './rules/index.js';
-import { severityRank, type Finding, type LintResult, type Rule, type Severity } from './types.js';
-import { detectDirective } from '../dockerfile/parser.js';
+import { severityRank, type Finding, type LintResult, type Severity } from './types.js';
 
-export interface LintOptions {
-  file?: string;
-  config?: LintConfig;
-  /** `.dockerignore` patterns of the build context (for CopyIgnoredFile); undefined: none. */
-  dockerignore?: readonly string[];
-  /** The rules to run (default: all). */
-  rules?: readonly Rule[];
-  /** Also report rules whose severity is `ignore` (as hadolint's own tests evaluate them). */
-  includeIgnoredSeverity?: boolean;
-  /** `BUILDKIT_DOCKERFILE_CHECK`: replaces the file's `# check=` directive. */
-  checkOverride?: string;
-}
-
-const PARSE_ERROR_RULE = 'DL1000';
+export type { LintOptions } from './evaluate.js';
 
 export function lintDockerfile(source: string, options: LintOptions = {}): LintResult {
-  const file = options.file ?? 'Dockerfile';
-  const config = options.config ?? defaultLintConfig();
-  let model: LintModel;
-  try {
-    model = buildLintModel(source, file);
-  } catch (err) {
-    if (!(err instanceof DockerfileError)) throw err;
-    const position = /:(\d+):(\d+): /.exec(err.message);
-    return {
-      file,
-      findings: [
-        {
-          rule: PARSE_ERROR_RULE,
-          origin: 'hadolint',
-          severity: 'error',
-          file,
-          line: Number(position?.[1] ?? 1),
-          column: Number(position?.[2] ?? 1),
-          message: err.message.replace(/^.*?:\d+:\d+: /, ''),
-        },
-      ],
-    };
-  }
-  model.dockerignore = options.dockerignore;
-
-  const pragmas = config.disableIgnorePragma ? undefined : readHadolintPragmas(model);
-  const fileDirective = detectDirective('check', source);
-  const checkDirective = parseCheckDirective(options.checkOverride ?? fileDirective?.cmdline);
-  const instructionByLine = new Map(model.instructions.map((instruction) => [instruction.line, instruction]));
-  const ignored = new Set(config.ignored);
-
-  const findings: Finding[] = [];
-  for (const rule of options.rules ?? ALL_RULES) {
-    if (ignored.has(rule.id)) continue;
-    const severity: Severity = config.overrides[rule.id] ?? rule.severity;
-    if (severity === 'ignore' && !options.includeIgnoredSeverity) continue;
-    if (rule.origin === 'buildkit') {
-      const name = rule.id.toLowerCase();
-      if (
-        rule.experimental &&
-        !checkDirective.experimental.has(name) &&
-        !checkDirective.experimental.has('all')
-      ) {
-        continue;
-      }
-      if (checkDirective.skip.has(name) || checkDirective.skip.has('all')) continue;
-    } else if (pragmas?.global.has(rule.id)) {
-      continue;
-    }
-    for (const violation of rule.check(model, config)) {
-      const instruction = instructionByLine.get(violation.line);
-      if (rule.origin === 'buildkit' && instruction) {
-        const skips = instructionCheckSkips(model, instruction, fileDirective?.line ?? 0);
-        if (skips.has(rule.id.toLowerCase()) || skips.has('all')) continue;
-      } else if (rule.origin !== 'buildkit' && pragmas?.byLine.get(violation.line)?.has(rule.id)) {
-        continue;
-      }
-      findings.push({
-        rule: rule.id,
-        origin: rule.origin,
-        severity,
-        file,
-        line: violation.line,
-        column: violation.column ?? instruction?.column ?? 1,
-        message: violation.message ?? rule.message,
-        ...(rule.hint === undefined ? {} : { hint: rule.hint }),
-        ...(rule.url === undefined ? {} : { url: rule.url }),
-      });
-    }
-  }
-  findings.sort((a, b) => a.line - b.line || a.column - b.column || a.rule.localeCompare(b.rule));
-  return { file, findings };
+  return evaluateRules(source, options.rules ?? ALL_RULES, options);
 }
 
 /** True when a finding reaches the failure threshold (`ignore` as threshold: never fail). */

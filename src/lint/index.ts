@@ -22,6 +22,20 @@ export {
 export { formatResults, isLintFormat, LINT_FORMATS, type LintFormat } from './format.js';
 export { ALL_RULES, BUILDKIT_RULES, HADOLINT_RULES, STRATA_RULES, findRule } from './rules/index.js';
 export type { Finding, LintResult, Rule, Severity, RuleOrigin } from './types.js';
+export {
+  CHECK_BUILD_ARG,
+  checkBuild,
+  checkDockerfile,
+  formatCheckReport,
+  formatSourceSnippet,
+  formatWarningSummary,
+  shortWarning,
+  type BuildCheckError,
+  type BuildCheckInput,
+  type BuildCheckOptions,
+  type BuildCheckResult,
+  type BuildCheckWarning,
+} from './build-checks.js';
 
 export interface LintFilesOptions {
   config?: LintConfig;

@@ -64,25 +64,49 @@ export interface CheckDirective {
   error: boolean;
   /** Experimental checks switched on. */
   experimental: Set<string>;
+  /**
+   * What BuildKit would refuse in the value (an option without `=`, an unknown key, an `error`
+   * that is not a boolean). `strata lint` ignores them; a build stops on the first.
+   */
+  problems: string[];
 }
+
+const GO_TRUE = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
+const GO_FALSE = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False']);
 
 /** `skip=A,B;error=true;experimental=C` (a trailing `// comment` is ignored). */
 export function parseCheckDirective(value: string | undefined): CheckDirective {
-  const directive: CheckDirective = { skip: new Set(), error: false, experimental: new Set() };
+  const directive: CheckDirective = { skip: new Set(), error: false, experimental: new Set(), problems: [] };
   if (value === undefined) return directive;
-  const text = value.split('//')[0] ?? '';
+  const text = (value.split('//')[0] ?? '').trim();
+  if (text === '') return directive;
   for (const part of text.split(';')) {
     const eq = part.indexOf('=');
-    if (eq < 0) continue;
-    const key = part.slice(0, eq).trim().toLowerCase();
-    const items = part
-      .slice(eq + 1)
+    if (eq < 0) {
+      directive.problems.push(`invalid check option "${part}"`);
+      continue;
+    }
+    const key = part.slice(0, eq).trim();
+    const raw = part.slice(eq + 1).trim();
+    const items = raw
       .split(',')
       .map((item) => item.trim())
       .filter(Boolean);
-    if (key === 'skip') for (const item of items) directive.skip.add(item.toLowerCase());
-    else if (key === 'experimental') for (const item of items) directive.experimental.add(item.toLowerCase());
-    else if (key === 'error') directive.error = items[0]?.toLowerCase() === 'true';
+    switch (key.toLowerCase()) {
+      case 'skip':
+        for (const item of items) directive.skip.add(item.toLowerCase());
+        break;
+      case 'experimental':
+        for (const item of items) directive.experimental.add(item.toLowerCase());
+        break;
+      case 'error':
+        if (GO_TRUE.has(raw)) directive.error = true;
+        else if (!GO_FALSE.has(raw))
+          directive.problems.push(`invalid check option "${part}": "${raw}" is not a boolean`);
+        break;
+      default:
+        directive.problems.push(`invalid check option "${key}"`);
+    }
   }
   return directive;
 }

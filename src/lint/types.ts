@@ -24,6 +24,8 @@ export interface Violation {
   line: number;
   column?: number;
   message?: string;
+  /** When this occurrence is graver or milder than the rule's default (ShellCheck under dash). */
+  severity?: Severity;
 }
 
 /** Settings rules read (the hadolint config keys that feed rules). */
@@ -31,6 +33,8 @@ export interface RuleSettings {
   trustedRegistries: string[];
   labelSchema: Record<string, LabelType>;
   strictLabels: boolean;
+  /** The OCI annotation labels the final image should carry (ST1015/ST1016); `{}` turns them off. */
+  ociLabelSchema: Record<string, LabelType>;
 }
 
 export const LABEL_TYPES = ['text', 'url', 'rfc3339', 'semver', 'hash', 'spdx', 'email'] as const;
@@ -48,6 +52,11 @@ export interface Rule {
   url?: string;
   /** BuildKit experimental checks run only when `# check=experimental=` names them. */
   experimental?: boolean;
+  /**
+   * BuildKit evaluates the check while it converts a stage's instructions, so a build reports it
+   * only for the stages the target needs (parse-time checks cover the whole file).
+   */
+  dispatch?: boolean;
   check(model: LintModel, settings: RuleSettings): Iterable<Violation>;
 }
 

@@ -134,6 +134,7 @@ const ReservedStageName = buildkit({
 
 const JSONArgsRecommended = buildkit({
   id: 'JSONArgsRecommended',
+  dispatch: true,
   message:
     'JSON arguments recommended for ENTRYPOINT/CMD to prevent unintended behavior related to OS signals',
   hint: 'Write `CMD ["program", "arg"]` so the program runs as PID 1 and receives signals.',
@@ -307,6 +308,7 @@ const InvalidDefaultArgInFrom = buildkit({
 
 const WorkdirRelativePath = buildkit({
   id: 'WorkdirRelativePath',
+  dispatch: true,
   message:
     'Relative workdir without an absolute workdir declared within the build can have unexpected results if the base image changes',
   hint: 'Set an absolute WORKDIR first.',
@@ -365,6 +367,7 @@ function expandedWords(instruction: LintInstruction): string[] {
 
 const UndefinedVar = buildkit({
   id: 'UndefinedVar',
+  dispatch: true,
   message: 'Variables should be defined before their use',
   hint: 'Declare it with ARG or ENV first, or fix the spelling.',
   *check(model) {
@@ -405,6 +408,7 @@ function definedBy(instruction: LintInstruction): string[] {
 
 const MultipleInstructionsDisallowed = buildkit({
   id: 'MultipleInstructionsDisallowed',
+  dispatch: true,
   message: 'Multiple instructions of the same type should not be used in the same stage',
   hint: 'Only the last one takes effect: remove the others.',
   *check(model) {
@@ -424,6 +428,7 @@ const MultipleInstructionsDisallowed = buildkit({
 
 const LegacyKeyValueFormat = buildkit({
   id: 'LegacyKeyValueFormat',
+  dispatch: true,
   message: 'Legacy key/value format with whitespace separator should not be used',
   hint: 'Write `KEY=value`.',
   *check(model) {
@@ -476,6 +481,7 @@ const FromPlatformFlagConstDisallowed = buildkit({
 
 const CopyIgnoredFile = buildkit({
   id: 'CopyIgnoredFile',
+  dispatch: true,
   message: 'Attempting to Copy file that is excluded by .dockerignore',
   hint: 'Remove the path from .dockerignore or stop copying it.',
   *check(model) {
@@ -505,6 +511,7 @@ const CopyIgnoredFile = buildkit({
 
 const ExposeProtoCasing = buildkit({
   id: 'ExposeProtoCasing',
+  dispatch: true,
   message: 'Protocol in EXPOSE instruction should be lowercase',
   hint: 'Write `80/tcp`.',
   *check(model) {
@@ -521,6 +528,7 @@ const ExposeProtoCasing = buildkit({
 
 const ExposeInvalidFormat = buildkit({
   id: 'ExposeInvalidFormat',
+  dispatch: true,
   message:
     'IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release',
   hint: 'EXPOSE takes container ports only; publish host ports with `docker run -p`.',
@@ -560,6 +568,7 @@ export function looksLikeSecret(name: string): boolean {
 
 const SecretsUsedInArgOrEnv = buildkit({
   id: 'SecretsUsedInArgOrEnv',
+  dispatch: true,
   message: 'Sensitive data should not be used in the ARG or ENV commands',
   hint: 'Pass secrets with `RUN --mount=type=secret`; ARG and ENV values are stored in the image.',
   *check(model) {

@@ -25,7 +25,7 @@ const at = (instruction: LintInstruction): Violation => ({
 });
 
 /** `$VAR` / `${VAR}` somewhere in the text: hadolint does not judge values it cannot know. */
-const hasVariable = (text: string): boolean => /\$\{?[A-Za-z_]/.test(text);
+export const hasVariable = (text: string): boolean => /\$\{?[A-Za-z_]/.test(text);
 
 const WINDOWS_ABSOLUTE = /^[A-Za-z]:[\\/]?/;
 
@@ -673,6 +673,11 @@ const LABEL_VALIDATORS: Record<Exclude<LabelType, 'text'>, (value: string) => bo
   semver: (value) => SEMVER.test(value),
   email: (value) => EMAIL.test(value),
 };
+
+/** True when `value` is a valid value of the label type (text: anything). */
+export function labelValueValid(type: LabelType, value: string): boolean {
+  return type === 'text' || LABEL_VALIDATORS[type](value);
+}
 
 function labelValueRule(id: string, type: Exclude<LabelType, 'text'> | 'empty', message: string): Rule {
   return hadolint({

@@ -18,8 +18,9 @@ import {
   commandsOf,
   envInScope,
   hasCacheMount,
-  instructionsInScope,
+  hasCacheMountCovering,
   referencedStages,
+  shellInScope,
   substitute,
   variablesInScope,
 } from './support.js';
@@ -199,7 +200,7 @@ const DL3019: Rule = runRule(
     hint: '`apk add --no-cache` neither keeps the index nor the downloaded packages in the layer.',
   },
   (script) =>
-    !hasCacheMount(script, '/var/cache/apk') &&
+    !hasCacheMountCovering(script, '/var/cache/apk') &&
     anyCommand(script, (command) => apkAdd(command) && !hasAnyFlag(command, ['no-cache'])),
 );
 
@@ -301,7 +302,7 @@ const DL3042: Rule = {
   hint: 'Add `--no-cache-dir`, set `PIP_NO_CACHE_DIR=1`, or mount a cache on /root/.cache/pip.',
   *check(model) {
     for (const script of model.runs) {
-      if (hasCacheMount(script, '/root/.cache/pip')) continue;
+      if (hasCacheMountCovering(script, '/root/.cache/pip')) continue;
       const envValue = envInScope(model, script.instruction).get('PIP_NO_CACHE_DIR');
       let disabled = envValue !== undefined && !FALSY.test(envValue);
       let violates = false;
@@ -371,7 +372,12 @@ const DL3060: Rule = {
   *check(model) {
     const ships = stagesThatShip(model);
     for (const script of model.runs) {
-      if (!ships(script) || hasCacheMount(script, '/root/.cache/yarn')) continue;
+      // yarn 1 keeps its cache in ~/.cache/yarn, or /usr/local/share/.cache/yarn when run as root.
+      if (
+        !ships(script) ||
+        hasCacheMountCovering(script, '/root/.cache/yarn', '/usr/local/share/.cache/yarn')
+      )
+        continue;
       if (cleanedAfterInstall(commandsOf(script), yarnInstall, yarnCacheClean) === false) {
         yield { line: script.instruction.line };
       }
@@ -513,9 +519,11 @@ const DL3032: Rule = runRule(
     id: 'DL3032',
     severity: 'warning',
     message: '`yum clean all` missing after yum command.',
-    hint: 'Finish the RUN with `yum clean all` (or `rm -rf /var/cache/yum/*`).',
+    hint: 'Finish the RUN with `yum clean all` (or `rm -rf /var/cache/yum/*`), or mount a cache on /var/cache/yum.',
   },
   (script) =>
+    // yum on EL8+ is dnf, whose cache is /var/cache/dnf.
+    !hasCacheMountCovering(script, '/var/cache/yum', '/var/cache/dnf') &&
     cleanedAfterInstall(
       commandsOf(script),
       (command) => isYum(command) && yumLikeInstall(command),
@@ -573,7 +581,7 @@ const DL3040: Rule = {
   hint: 'Finish the RUN with `dnf clean all`, or mount a cache on /var/cache/libdnf5.',
   *check(model) {
     for (const script of model.runs) {
-      if (hasCacheMount(script, '/var/cache/libdnf5') || hasCacheMount(script, '/var/cache/dnf')) continue;
+      if (hasCacheMountCovering(script, '/var/cache/libdnf5', '/var/cache/dnf', '/var/cache/yum')) continue;
       // Each tool cleans its own cache: `dnf install && microdnf clean all` leaves dnf's behind.
       const result = ['dnf', 'microdnf'].map((tool) =>
         cleanedAfterInstall(
@@ -652,7 +660,7 @@ const DL3036: Rule = runRule(
     hint: 'Finish the RUN with `zypper clean`, or mount a cache on /var/cache/zypp.',
   },
   (script) =>
-    !hasCacheMount(script, '/var/cache/zypp') &&
+    !hasCacheMountCovering(script, '/var/cache/zypp') &&
     cleanedAfterInstall(
       commandsOf(script),
       zypperInstall,
@@ -807,15 +815,6 @@ const DL4005: Rule = runRule(
         flagNames(command.args).has('s'),
     ),
 );
-
-/** The SHELL in force for a RUN: the last SHELL before it in its stage chain. */
-function shellInScope(model: LintModel, script: RunScript): string[] | undefined {
-  let shell: string[] | undefined;
-  for (const instruction of instructionsInScope(model, script.instruction)) {
-    if (instruction.typed?.kind === 'SHELL') shell = instruction.typed.shell;
-  }
-  return shell;
-}
 
 const NON_POSIX_SHELL = /(pwsh|powershell|cmd)(\.exe)?$/i;
 

@@ -3,11 +3,15 @@ import type { Rule } from '../types.js';
 import { BUILDKIT_RULES } from './buildkit.js';
 import { HADOLINT_INSTRUCTION_RULES } from './hadolint-instructions.js';
 import { HADOLINT_RUN_RULES } from './hadolint-run.js';
+import { SHELLCHECK_RULES } from './shellcheck.js';
 import { STRATA_RULES } from './strata.js';
 
-export const HADOLINT_RULES: readonly Rule[] = [...HADOLINT_INSTRUCTION_RULES, ...HADOLINT_RUN_RULES].sort(
-  (a, b) => a.id.localeCompare(b.id),
-);
+/** hadolint's DL rules and the ShellCheck (SC) checks hadolint reports on RUN. */
+export const HADOLINT_RULES: readonly Rule[] = [
+  ...HADOLINT_INSTRUCTION_RULES,
+  ...HADOLINT_RUN_RULES,
+  ...SHELLCHECK_RULES,
+].sort((a, b) => a.id.localeCompare(b.id));
 
 export { BUILDKIT_RULES, STRATA_RULES };
 

@@ -25,6 +25,15 @@ export function instructionsInScope(model: LintModel, instruction: LintInstructi
   return result;
 }
 
+/** The SHELL in force for a RUN: the last SHELL before it in its stage chain. */
+export function shellInScope(model: LintModel, script: RunScript): string[] | undefined {
+  let shell: string[] | undefined;
+  for (const instruction of instructionsInScope(model, script.instruction)) {
+    if (instruction.typed?.kind === 'SHELL') shell = instruction.typed.shell;
+  }
+  return shell;
+}
+
 export interface RunMount {
   type: string;
   target?: string;
@@ -60,6 +69,22 @@ export function hasCacheMount(script: RunScript, directory: string): boolean {
       (mount.type === 'cache' || mount.type === 'tmpfs') &&
       mount.target !== undefined &&
       mount.target.replace(/\/+$/, '') === wanted,
+  );
+}
+
+/**
+ * A cache or tmpfs mount on `directory` or on a directory above it. hadolint's own rules want
+ * the exact directory (its tests pin that for apt); strata's extensions to the clean-the-cache
+ * rules accept any mount that keeps the cache out of the layer.
+ */
+export function hasCacheMountCovering(script: RunScript, ...directories: string[]): boolean {
+  const targets = runMounts(script)
+    .filter((mount) => (mount.type === 'cache' || mount.type === 'tmpfs') && mount.target !== undefined)
+    .map((mount) => (mount.target as string).replace(/\/+$/, '') || '/');
+  return directories.some((directory) =>
+    targets.some(
+      (target) => directory === target || directory.startsWith(target === '/' ? '/' : `${target}/`),
+    ),
   );
 }
 
