@@ -16,6 +16,7 @@ packages=(
   uidmap
   debootstrap       # opt-in debian:bookworm test image
   attr              # getfattr/setfattr: xattrs and overlay opaque markers in layers
+  tmux              # drives the interactive image explorer in its tests
 )
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
