@@ -11,3 +11,4 @@ if (only === undefined || only === 'context-walk')
 if (only === undefined || only === 'build') await (await import('./build.js')).benchBuild();
 if (only === undefined || only === 'registry') await (await import('./registry.js')).benchRegistry();
 if (only === undefined || only === 'lint') await (await import('./lint.js')).benchLint();
+if (only === undefined || only === 'analyze') await (await import('./analyze.js')).benchAnalyze();

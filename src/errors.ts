@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'LOCKED'
   | 'UNSUPPORTED'
   | 'CORRUPT_STORE'
+  /** A check the user asked for failed (`analyze --ci` rules): the result, not a malfunction. */
+  | 'CHECK_FAILED'
   | 'INTERNAL';
 
 export class StrataError extends Error {
