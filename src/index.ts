@@ -82,7 +82,7 @@ export {
 export { ShellLexer, type ShellEnv } from './dockerfile/shell.js';
 export { parseDockerignore, PatternMatcher, readIgnoreFile } from './dockerfile/dockerignore.js';
 export { walkContext, type ContextEntry } from './dockerfile/context.js';
-export { build, type BuildOptions, type BuildResult } from './build/solver.js';
+export { build, type BuildOptions, type BuildResult, type BuildWarning } from './build/solver.js';
 export type { SecretSource } from './build/run-step.js';
 export {
   runProcess,
@@ -140,6 +140,8 @@ export {
   checkDockerfile,
   formatCheckReport,
   formatWarningSummary,
+  withBuildFindings,
+  type BuildFinding,
   type BuildCheckInput,
   type BuildCheckOptions,
   type BuildCheckResult,

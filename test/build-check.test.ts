@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { strata, strataOk, tempDir } from './helpers/cli.js';
+import { run, strata, strataOk, tempDir } from './helpers/cli.js';
 
 describe('build checks (real CLI)', () => {
   let dir: { path: string; cleanup: () => Promise<void> };
@@ -136,5 +136,47 @@ describe('build checks (real CLI)', () => {
       'the build stops before running anything',
     );
     assert.equal(await imageIds(), before);
+  });
+
+  test('InvalidBaseImagePlatform: a base image of another platform, found while building', async () => {
+    // A one-layer arm64 image, whatever this host is.
+    const rootfs = join(context, 'rootfs.tar');
+    assert.equal((await run('tar', ['-cf', rootfs, '-C', context, 'hello.txt'])).code, 0);
+    await strataOk(root, ['import', '--platform', 'linux/arm64', rootfs, 'arm/base:1']);
+    await writeFile(join(context, 'Arm.Dockerfile'), 'FROM arm/base:1\nCOPY hello.txt /\n');
+    await writeFile(
+      join(context, 'Skip.Dockerfile'),
+      '# check=skip=InvalidBaseImagePlatform\nFROM arm/base:1\nCOPY hello.txt /\n',
+    );
+    const mismatch = await strataOk(root, [
+      'build',
+      '--platform',
+      'linux/amd64',
+      '-f',
+      join(context, 'Arm.Dockerfile'),
+      context,
+    ]);
+    assert.match(
+      mismatch.stderr,
+      / 1 warning found \(use docker --debug to expand\):\n - InvalidBaseImagePlatform: Base image arm\/base:1 was pulled with platform "linux\/arm64", expected "linux\/amd64" for current build \(line 1\)\n$/,
+    );
+    const matching = await strataOk(root, [
+      'build',
+      '--platform',
+      'linux/arm64',
+      '-f',
+      join(context, 'Arm.Dockerfile'),
+      context,
+    ]);
+    assert.doesNotMatch(matching.stderr, /warning/);
+    const skipped = await strataOk(root, [
+      'build',
+      '--platform',
+      'linux/amd64',
+      '-f',
+      join(context, 'Skip.Dockerfile'),
+      context,
+    ]);
+    assert.doesNotMatch(skipped.stderr, /warning/);
   });
 });

@@ -12,7 +12,13 @@ import type { Lease, Store } from '../store/index.js';
 import { StrataError, errnoCode } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
-import { formatPlatform, hostPlatform, normalizePlatform, parsePlatform } from '../oci/platform.js';
+import {
+  formatPlatform,
+  hostPlatform,
+  normalizePlatform,
+  parsePlatform,
+  platformMatches,
+} from '../oci/platform.js';
 import type { Descriptor, ImageConfig, Platform } from '../oci/types.js';
 import { parseReference, formatReference } from '../oci/reference.js';
 import { DockerfileError, dockerfileError } from '../dockerfile/errors.js';
@@ -117,6 +123,18 @@ export interface BuildResult {
   layers: Descriptor[];
   /** Steps run and steps taken from the cache. */
   steps: { executed: number; cached: number };
+  /** What BuildKit's checks can only tell during the build (InvalidBaseImagePlatform). */
+  warnings: BuildWarning[];
+}
+
+/** A build check finding made while building, in BuildKit's terms. */
+export interface BuildWarning {
+  /** BuildKit's check name. */
+  rule: string;
+  detail: string;
+  /** 1-based lines of the instruction. */
+  startLine: number;
+  endLine: number;
 }
 
 /** A step ready to run: its cache key material and how to run it on a root filesystem. */
@@ -195,6 +213,7 @@ class Build {
   private vertexCount = 0;
   executed = 0;
   cached = 0;
+  readonly warnings: BuildWarning[] = [];
 
   constructor(
     private readonly store: Store,
@@ -315,6 +334,20 @@ class Build {
         return { state: { ...parent, config, layers: [...parent.layers] }, onBuild };
       }
       const image = await this.findBaseImage(base.reference, resolved);
+      const expected = resolved.platform ? parsePlatform(resolved.platform) : this.platform;
+      const actual = {
+        os: image.config.os,
+        architecture: image.config.architecture,
+        variant: image.config.variant,
+      };
+      if (!platformMatches(expected, actual)) {
+        this.warnings.push({
+          rule: 'InvalidBaseImagePlatform',
+          detail: `Base image ${base.reference} was pulled with platform "${formatPlatform(actual)}", expected "${formatPlatform(expected)}" for current build`,
+          startLine: from.range.start.line,
+          endLine: from.range.end.line,
+        });
+      }
       const config = cloneConfig(image.config);
       config.config ??= {};
       if (getEnv(config.config, 'PATH') === undefined)
@@ -953,6 +986,7 @@ class Build {
       config: ordered,
       layers: state.layers,
       steps: { executed: this.executed, cached: this.cached },
+      warnings: [...this.warnings],
     };
   }
 }

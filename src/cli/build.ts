@@ -218,7 +218,7 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
       if (flags.check) return runCheckOnly(ctx, checks, checkInput);
 
       const mode = flags.quiet ? 'quiet' : flags.progress;
-      const checked = await checksBeforeBuild(checks, checkInput);
+      let checked = await checksBeforeBuild(checks, checkInput);
       // buildx prints the summary after the progress output, and never in quiet or JSON modes.
       const printWarnings = (): void => {
         if (checked === undefined || mode === 'quiet' || mode === 'rawjson') return;
@@ -287,6 +287,7 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
       const stdoutTaken = outputs.some(
         (output) => output.type !== 'image' && output.type !== 'local' && output.dest === '-',
       );
+      if (checked !== undefined) checked = checks.withBuildFindings(checked, result.warnings, buildArgs);
       if (flags.quiet) (stdoutTaken ? ctx.warn.bind(ctx) : ctx.print.bind(ctx))(result.id);
       else {
         for (const name of result.names) ctx.warn(`naming to ${name} done`);

@@ -167,6 +167,46 @@ export function checkDockerfile(source: string, options: BuildCheckOptions = {})
   return result;
 }
 
+/** A finding the build itself makes (src/build/solver.ts BuildWarning has this shape). */
+export interface BuildFinding {
+  rule: string;
+  detail: string;
+  startLine: number;
+  endLine: number;
+}
+
+/** BuildKit's checks that only a build can make: what they say, and where their docs are. */
+const BUILD_TIME_RULES: Readonly<Record<string, { description: string; url: string }>> = {
+  InvalidBaseImagePlatform: {
+    description: 'Base image platform does not match expected target platform',
+    url: 'https://docs.docker.com/go/dockerfile/rule/invalid-base-image-platform/',
+  },
+};
+
+/**
+ * The checks' result with the findings the build made added (as BuildKit reports them beside
+ * the others), unless the `# check=` directive or its build argument skips their rule.
+ */
+export function withBuildFindings(
+  result: BuildCheckResult,
+  findings: readonly BuildFinding[],
+  buildArgs: Readonly<Record<string, string>> = {},
+): BuildCheckResult {
+  const directive = parseCheckDirective(
+    buildArgs[CHECK_BUILD_ARG] ?? detectDirective('check', result.source)?.cmdline,
+  );
+  const added = findings
+    .filter(({ rule }) => !directive.skip.has(rule.toLowerCase()) && !directive.skip.has('all'))
+    .map((finding) => ({
+      ...finding,
+      description: BUILD_TIME_RULES[finding.rule]?.description ?? finding.detail,
+      url: BUILD_TIME_RULES[finding.rule]?.url ?? '',
+    }));
+  if (added.length === 0) return result;
+  const warnings = [...result.warnings, ...added].sort((a, b) => a.startLine - b.startLine);
+  return { ...result, warnings };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading what a build reads
 

@@ -29,6 +29,8 @@ export {
   formatCheckReport,
   formatSourceSnippet,
   formatWarningSummary,
+  withBuildFindings,
+  type BuildFinding,
   shortWarning,
   type BuildCheckError,
   type BuildCheckInput,
