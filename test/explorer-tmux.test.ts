@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { REPO_ROOT, run } from './helpers/cli.js';
+import { REPO_ROOT, run, strataOk, writeTree } from './helpers/cli.js';
 
 /** A tmux server of our own (its socket in a temporary directory), so nothing else is touched. */
 let socketDir = '';
@@ -241,5 +241,40 @@ describe('strata analyze -i explorer, in tmux', () => {
     );
     await press('Enter');
     await waitForScreen('the terminal back in cooked mode with echo', (t) => /^echo icanon END$/m.test(t));
+  });
+
+  test('strata analyze -i on an image the CLI built: layers, their changes, the image view, quit', async () => {
+    const root = join(socketDir, 'store');
+    const context = join(socketDir, 'context');
+    await writeTree(context, {
+      Dockerfile: 'FROM scratch\nCOPY one/ /app/\nCOPY two/ /app/\n',
+      'one/a.txt': 'first version\n',
+      'one/keep.txt': 'kept\n',
+      'two/a.txt': 'second, longer version\n',
+      'two/b.txt': 'new\n',
+    });
+    await strataOk(root, ['build', '-q', '-t', 'explore/me', context]);
+
+    await type(`bin/strata --root ${root} analyze -i explore/me`);
+    await press('Enter');
+    await expectScreen('the first layer', {
+      screen: ['layer 1 of 2', /\[0\] COPY one\/ \/app\//, /efficiency/],
+      tree: [/\+ .*a\.txt/, 'keep.txt'],
+      notInTree: ['b.txt'],
+    });
+    await press('Down');
+    await expectScreen('the second layer: a.txt modified, b.txt added', {
+      screen: ['layer 2 of 2', /\[1\] COPY two\/ \/app\//],
+      tree: [/~ .*a\.txt/, /\+ .*b\.txt/],
+      notInTree: ['keep.txt'],
+    });
+    await press('v');
+    await expectScreen('the image up to the second layer', {
+      screen: ['Image up to this layer'],
+      tree: ['a.txt', 'b.txt', 'keep.txt'],
+    });
+    await press('q');
+    await waitForScreen('the shell prompt after analyze', (t) => t.trimEnd().endsWith(PROMPT.trimEnd()));
+    assert.equal(await paneFlag('alternate_on'), '0', 'left the alternate screen');
   });
 });

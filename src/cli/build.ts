@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 
-import type { CliContext } from './context.js';
+import { SilentExit, type CliContext } from './context.js';
 // The build's own modules, not the whole public API (src/index.ts re-exports these): a cached
 // rebuild should not pay for loading the registry client or the whole linter (only BuildKit's
 // checks, which every build runs, are loaded: see loadChecks).
@@ -34,13 +34,8 @@ async function runCheckOnly(
   const result = await checks.checkBuild({ ...input, allStages: input.target === undefined });
   ctx.stdout.write(checks.formatCheckReport(result));
   if (result.error !== undefined) throw new StrataError('INVALID_DOCKERFILE', result.error.message);
-  const count = result.warnings.length;
-  if (count > 0) {
-    throw new StrataError(
-      'INVALID_DOCKERFILE',
-      `build check: ${count} warning${count === 1 ? '' : 's'} found in ${result.file}`,
-    );
-  }
+  // The report says it all; buildx adds no error line.
+  if (result.warnings.length > 0) throw new SilentExit(1);
 }
 
 /**

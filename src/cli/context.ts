@@ -24,3 +24,13 @@ export class CliContext {
     this.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
   }
 }
+
+/**
+ * Ends a command with `exitCode` after it has said all there is to say (`build --check` with
+ * findings: the report is the message, as with buildx, so no `Error:` line follows).
+ */
+export class SilentExit extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
+}

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { StrataError } from '../errors.js';
-import { CliContext } from './context.js';
+import { CliContext, SilentExit } from './context.js';
 type Register = (program: Command, ctx: CliContext) => void;
 
 /**
@@ -26,6 +26,7 @@ const GROUPS: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Regi
     load: async () => [(await import('./registry.js')).registerRegistryCommands],
   },
   { names: ['lint'], load: async () => [(await import('./lint.js')).registerLintCommands] },
+  { names: ['analyze', 'diff'], load: async () => [(await import('./analyze.js')).registerAnalyzeCommands] },
 ];
 
 /** The command word of `argv` (after global options), if any. */
@@ -38,7 +39,22 @@ function commandWord(argv: readonly string[]): string | undefined {
   return undefined;
 }
 
-/** The program with the groups `argv` needs (all of them for help, unknown words or none). */
+/**
+ * The groups `argv` needs: its command's; none to print the version; all of them for help,
+ * unknown words or no command.
+ */
+function groupsFor(argv: readonly string[]): typeof GROUPS {
+  const word = commandWord(argv);
+  if (word === undefined) {
+    const version = argv.some((arg) => arg === '-v' || arg === '--version');
+    const help = argv.some((arg) => arg === '-h' || arg === '--help');
+    return version && !help ? [] : GROUPS;
+  }
+  const wanted = GROUPS.filter((group) => group.names.includes(word));
+  return wanted.length > 0 ? wanted : GROUPS;
+}
+
+/** The program with the groups `argv` needs (see groupsFor). */
 export async function createProgram(
   context?: CliContext,
   argv: readonly string[] = [],
@@ -55,9 +71,7 @@ export async function createProgram(
     .option('-D, --debug', 'print stack traces for errors')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  const word = commandWord(argv);
-  const wanted = GROUPS.filter((group) => word !== undefined && group.names.includes(word));
-  for (const group of wanted.length > 0 ? wanted : GROUPS) {
+  for (const group of groupsFor(argv)) {
     for (const register of await group.load()) register(program, ctx);
   }
   for (const command of program.commands) applyExitOverride(command);
@@ -82,6 +96,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         ? 0
         : 2;
     }
+    if (err instanceof SilentExit) return err.exitCode;
     const debug = program.opts<{ debug?: boolean }>().debug === true;
     if (err instanceof StrataError && err.userFacing && !debug) {
       context.warn(`Error: ${err.message}`);

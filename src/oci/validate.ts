@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { StrataError, type ErrorCode } from '../errors.js';
 import { digestAlgorithm, digestOf, isDigest, type Digest } from './digest.js';
 import { isIndexMediaType, isManifestMediaType } from './mediatypes.js';
