@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { dir, file, opaque, storeTestImage, whiteout, type TestLayer } from '../src/analyze/testing.js';
 import { Store } from '../src/store/index.js';
-import { strataDev, strataDevOk } from './helpers/analyze.js';
+import { strataNoCi, strataNoCiOk } from './helpers/analyze.js';
 import { tempDir, writeTree } from './helpers/cli.js';
 import { startRegistry, type RunningRegistry } from './helpers/registry.js';
 
@@ -74,7 +74,7 @@ describe('strata analyze (CLI)', () => {
 
   test('--json: stable fields, dive and strata blocks computed by hand', async () => {
     const json = JSON.parse(
-      (await strataDevOk(root, ['analyze', '--json', 'test/fixture:1'])).stdout,
+      (await strataNoCiOk(root, ['analyze', '--json', 'test/fixture:1'])).stdout,
     ) as Json;
     assert.deepEqual(Object.keys(json), ['schemaVersion', 'image', 'sizeBytes', 'layers', 'dive', 'strata']);
     assert.equal(json.schemaVersion, 1);
@@ -152,7 +152,7 @@ describe('strata analyze (CLI)', () => {
 
   test("--json --files lists each layer's changes", async () => {
     const json = JSON.parse(
-      (await strataDevOk(root, ['analyze', '--json', '--files', 'test/fixture:1'])).stdout,
+      (await strataNoCiOk(root, ['analyze', '--json', '--files', 'test/fixture:1'])).stdout,
     ) as Json;
     const files = json.layers.map((layer) =>
       (layer.files as Array<{ path: string; change: string; modified: string[]; opaque: boolean }>).map(
@@ -180,11 +180,11 @@ describe('strata analyze (CLI)', () => {
     const archive = join(work.path, 'fixture.tar');
     const ociArchive = join(work.path, 'fixture-oci.tar');
     const layout = join(work.path, 'layout');
-    await strataDevOk(root, ['save', '-o', archive, 'test/fixture:1']);
-    await strataDevOk(root, ['save', '--format', 'oci', '-o', ociArchive, 'test/fixture:1']);
-    await strataDevOk(root, ['save', '--format', 'oci', '-o', `${layout}/`, 'test/fixture:1']);
+    await strataNoCiOk(root, ['save', '-o', archive, 'test/fixture:1']);
+    await strataNoCiOk(root, ['save', '--format', 'oci', '-o', ociArchive, 'test/fixture:1']);
+    await strataNoCiOk(root, ['save', '--format', 'oci', '-o', `${layout}/`, 'test/fixture:1']);
     const analyse = async (spec: string): Promise<Json> =>
-      JSON.parse((await strataDevOk(root, ['analyze', '--json', '--files', spec])).stdout) as Json;
+      JSON.parse((await strataNoCiOk(root, ['analyze', '--json', '--files', spec])).stdout) as Json;
     const fromStore = await analyse('test/fixture:1');
     const sources: Array<[string, string]> = [
       [archive, 'archive'],
@@ -213,9 +213,9 @@ describe('strata analyze (CLI)', () => {
         '',
       ].join('\n'),
     });
-    await strataDevOk(root, ['build', '-q', '-t', 'test/built:1', context]);
+    await strataNoCiOk(root, ['build', '-q', '-t', 'test/built:1', context]);
     const json = JSON.parse(
-      (await strataDevOk(root, ['analyze', '--json', '--files', 'test/built:1'])).stdout,
+      (await strataNoCiOk(root, ['analyze', '--json', '--files', 'test/built:1'])).stdout,
     ) as Json;
     // Three layers (ENV makes none): /data/a.txt of 1000, 1000 (chmod) and 400 bytes.
     assert.deepEqual(
@@ -241,7 +241,7 @@ describe('strata analyze (CLI)', () => {
   });
 
   test('--ci fails with one line per failed rule and exit 1', async () => {
-    const result = await strataDev(root, ['analyze', '--ci', 'test/fixture:1']);
+    const result = await strataNoCi(root, ['analyze', '--ci', 'test/fixture:1']);
     assert.equal(result.code, 1);
     const lines = result.stdout.split('\n');
     assert.ok(lines.includes('  efficiency: 62.8049 %'));
@@ -262,7 +262,7 @@ describe('strata analyze (CLI)', () => {
   });
 
   test('CI=true turns CI mode on; thresholds from flags and from .dive-ci; --no-ci turns it off', async () => {
-    const passing = await strataDev(root, [
+    const passing = await strataNoCi(root, [
       'analyze',
       '--lowest-efficiency',
       '0.6',
@@ -279,7 +279,7 @@ describe('strata analyze (CLI)', () => {
       /^Result:PASS \[Total:3\] \[Passed:2\] \[Failed:0\] \[Warn:0\] \[Skipped:1\]$/m,
     );
 
-    const byteFail = await strataDev(root, [
+    const byteFail = await strataNoCi(root, [
       'analyze',
       '--ci',
       '--highest-wasted-bytes',
@@ -302,7 +302,7 @@ describe('strata analyze (CLI)', () => {
       join(project, '.dive-ci'),
       'rules:\n  lowestEfficiency: 0.6\n  highestUserWastedPercent: disabled\n',
     );
-    const fromFile = await strataDev(root, ['analyze', 'test/fixture:1'], {
+    const fromFile = await strataNoCi(root, ['analyze', 'test/fixture:1'], {
       cwd: project,
       env: { CI: 'true' },
     });
@@ -313,7 +313,7 @@ describe('strata analyze (CLI)', () => {
       /Result:PASS \[Total:3\] \[Passed:1\] \[Failed:0\] \[Warn:0\] \[Skipped:2\]/,
     );
 
-    const strataMetrics = await strataDev(root, [
+    const strataMetrics = await strataNoCi(root, [
       'analyze',
       '--ci-metrics',
       'strata',
@@ -328,7 +328,7 @@ describe('strata analyze (CLI)', () => {
     assert.equal(strataMetrics.code, 0, strataMetrics.stdout);
     assert.match(strataMetrics.stdout, /^Results \(strata metrics\):$/m);
 
-    const off = await strataDev(root, ['analyze', '--no-ci', 'test/fixture:1'], {
+    const off = await strataNoCi(root, ['analyze', '--no-ci', 'test/fixture:1'], {
       cwd: project,
       env: { CI: 'true' },
     });
@@ -336,7 +336,7 @@ describe('strata analyze (CLI)', () => {
     assert.match(off.stdout, /^Layers:$/m);
     assert.doesNotMatch(off.stdout, /Result:/);
 
-    const json = await strataDev(root, ['analyze', '--ci', '--json', 'test/fixture:1']);
+    const json = await strataNoCi(root, ['analyze', '--ci', '--json', 'test/fixture:1']);
     assert.equal(json.code, 1);
     const document = JSON.parse(json.stdout) as Json;
     assert.deepEqual(
@@ -351,7 +351,7 @@ describe('strata analyze (CLI)', () => {
   });
 
   test('the terminal report shows layers, both metrics and the top wasted files', async () => {
-    const { stdout } = await strataDevOk(root, ['analyze', '--top', '2', 'test/fixture:1']);
+    const { stdout } = await strataNoCiOk(root, ['analyze', '--top', '2', 'test/fixture:1']);
     assert.match(stdout, /^Image: docker\.io\/test\/fixture:1$/m);
     assert.match(stdout, /^\s+0\s+9\.1 kB\s+\+10 ~0 -0\s+9\.1 kB\s+ADD rootfs\.tar \/$/m);
     assert.match(stdout, /^\s+2\s+0 B\s+\+0 ~0 -3\s+0 B\s+RUN rm$/m);
@@ -363,41 +363,41 @@ describe('strata analyze (CLI)', () => {
 
   test('user mistakes: one clear line and a non-zero exit', async () => {
     assertOneLineError(
-      await strataDev(root, ['analyze', 'no/such:image']),
+      await strataNoCi(root, ['analyze', 'no/such:image']),
       /^Error: No such image: no\/such:image/,
     );
     assertOneLineError(
-      await strataDev(root, ['analyze', join(work.path, 'missing.tar')]),
+      await strataNoCi(root, ['analyze', join(work.path, 'missing.tar')]),
       /^Error: .*missing\.tar: no such file or directory$/,
     );
     const junk = join(work.path, 'junk.tar');
     await writeFile(junk, 'not an archive\n'.repeat(100));
     assertOneLineError(
-      await strataDev(root, ['analyze', junk]),
+      await strataNoCi(root, ['analyze', junk]),
       /^Error: cannot read image archive .*junk\.tar: /,
     );
     const bad = join(work.path, 'bad-ci');
     await mkdir(bad, { recursive: true });
     await writeFile(join(bad, '.dive-ci'), 'rules:\n  lowestEfficiency: ninety\n');
     assertOneLineError(
-      await strataDev(root, ['analyze', '--ci', 'test/fixture:1'], { cwd: bad }),
+      await strataNoCi(root, ['analyze', '--ci', 'test/fixture:1'], { cwd: bad }),
       /^Error: \.dive-ci: lowestEfficiency: invalid value "ninety": expected a ratio between 0 and 1/,
     );
     await writeFile(join(bad, 'broken.yaml'), 'rules: [\n');
     assertOneLineError(
-      await strataDev(root, ['analyze', '--ci-config', join(bad, 'broken.yaml'), 'test/fixture:1']),
+      await strataNoCi(root, ['analyze', '--ci-config', join(bad, 'broken.yaml'), 'test/fixture:1']),
       /broken\.yaml:\d+: invalid YAML: /,
     );
     assertOneLineError(
-      await strataDev(root, ['analyze', '--ci-config', join(bad, 'absent.yaml'), 'test/fixture:1']),
+      await strataNoCi(root, ['analyze', '--ci-config', join(bad, 'absent.yaml'), 'test/fixture:1']),
       /^Error: CI config .*absent\.yaml: no such file$/,
     );
     assertOneLineError(
-      await strataDev(root, ['analyze', '--highest-wasted-bytes', 'lots', 'test/fixture:1']),
+      await strataNoCi(root, ['analyze', '--highest-wasted-bytes', 'lots', 'test/fixture:1']),
       /^Error: --highest-wasted-bytes: "lots" is not a byte count/,
     );
     assertOneLineError(
-      await strataDev(root, ['analyze', '--ci-metrics', 'mine', 'test/fixture:1']),
+      await strataNoCi(root, ['analyze', '--ci-metrics', 'mine', 'test/fixture:1']),
       /^Error: invalid --ci-metrics "mine": expected dive or strata$/,
     );
   });
@@ -414,7 +414,7 @@ describe('strata analyze from a registry (CLI, docker-registry on 127.0.0.1)', (
     root = join(work.path, 'store');
     const store = await Store.open(root);
     await storeTestImage(store, `${registry.host}/test/fixture:1`, FIXTURE);
-    await strataDevOk(root, ['push', `${registry.host}/test/fixture:1`]);
+    await strataNoCiOk(root, ['push', `${registry.host}/test/fixture:1`]);
   });
   after(async () => {
     await registry?.stop();
@@ -423,11 +423,11 @@ describe('strata analyze from a registry (CLI, docker-registry on 127.0.0.1)', (
 
   test('registry://REF is analysed from a temporary store; --pull keeps the image', async () => {
     const local = JSON.parse(
-      (await strataDevOk(root, ['analyze', '--json', `${registry.host}/test/fixture:1`])).stdout,
+      (await strataNoCiOk(root, ['analyze', '--json', `${registry.host}/test/fixture:1`])).stdout,
     ) as Json;
     const fresh = join(work.path, 'fresh');
     const remote = JSON.parse(
-      (await strataDevOk(fresh, ['analyze', '--json', `registry://${registry.host}/test/fixture:1`])).stdout,
+      (await strataNoCiOk(fresh, ['analyze', '--json', `registry://${registry.host}/test/fixture:1`])).stdout,
     ) as Json;
     assert.equal(remote.image.source, 'registry');
     // The pushed layers are gzip-compressed: other blobs, the same content and the same numbers.
@@ -435,13 +435,13 @@ describe('strata analyze from a registry (CLI, docker-registry on 127.0.0.1)', (
     assert.deepEqual(remote.strata, local.strata);
     assert.equal(remote.image.id, local.image.id);
     assert.deepEqual(await readdir(join(fresh, 'tmp')), [], 'the temporary store is removed');
-    assert.equal((await strataDevOk(fresh, ['images', '-q'])).stdout, '', 'nothing was kept');
+    assert.equal((await strataNoCiOk(fresh, ['images', '-q'])).stdout, '', 'nothing was kept');
 
     const pulled = JSON.parse(
-      (await strataDevOk(fresh, ['analyze', '--pull', '--json', `${registry.host}/test/fixture:1`])).stdout,
+      (await strataNoCiOk(fresh, ['analyze', '--pull', '--json', `${registry.host}/test/fixture:1`])).stdout,
     ) as Json;
     assert.equal(pulled.image.source, 'store');
     assert.deepEqual(pulled.strata, local.strata);
-    assert.match((await strataDevOk(fresh, ['images'])).stdout, /test\/fixture\s+1\s/);
+    assert.match((await strataNoCiOk(fresh, ['images'])).stdout, /test\/fixture\s+1\s/);
   });
 });
