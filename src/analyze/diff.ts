@@ -11,7 +11,7 @@ import type { ContainerConfig, ImageConfig } from '../oci/types.js';
 import { analyzeImage } from './analyze.js';
 import type { AnalyzedImage, FileNode, FileType, ModifiedAspect } from './model.js';
 import type { ImageSource } from './source.js';
-import { aggregateTree } from './tree.js';
+import { IMPLICIT_DIRECTORY, aggregateTree, compareMeta } from './tree.js';
 
 export interface PathDifference {
   path: string;
@@ -57,15 +57,9 @@ const CONFIG_FIELDS: ReadonlyArray<keyof ContainerConfig> = [
 ];
 
 const EMPTY_ROOT: FileNode = {
+  ...IMPLICIT_DIRECTORY,
   name: '/',
   path: '/',
-  type: 'directory',
-  size: 0,
-  mode: 0o755,
-  uid: 0,
-  gid: 0,
-  linkTarget: '',
-  digest: '',
   change: 'unmodified',
   modified: [],
   opaque: false,
@@ -111,7 +105,7 @@ function compareChildren(before: FileNode, after: FileNode, into: PathDifference
       listAll(b, 'added', into);
       j++;
     } else {
-      const aspects = differences(a, b);
+      const aspects = compareMeta(a, b);
       if (aspects.includes('type')) {
         // A new kind of thing at the path: everything that was below it went, all below it came.
         into.push(entry(b, 'changed', aspects, a));
@@ -150,17 +144,6 @@ function entry(
     ...(sizeBefore !== undefined ? { sizeBefore } : {}),
     ...(sizeAfter !== undefined ? { sizeAfter } : {}),
   };
-}
-
-function differences(a: FileNode, b: FileNode): ModifiedAspect[] {
-  const aspects: ModifiedAspect[] = [];
-  if (a.type !== b.type) aspects.push('type');
-  if (a.type === b.type && a.type === 'file' && (a.digest !== b.digest || a.size !== b.size))
-    aspects.push('content');
-  if (a.mode !== b.mode) aspects.push('mode');
-  if (a.uid !== b.uid || a.gid !== b.gid) aspects.push('owner');
-  if (a.linkTarget !== b.linkTarget) aspects.push('link');
-  return aspects;
 }
 
 function compareConfigs(before: ImageConfig, after: ImageConfig): ConfigDifference[] {
