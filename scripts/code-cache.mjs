@@ -1,4 +1,4 @@
-// Makes the V8 code cache of dist/bundle/strata.cjs (see bin/strata, scripts/bundle.mjs); run by
+// Makes the V8 code cache of dist/bundle/strata.cjs (see bin/launch.cjs, scripts/bundle.mjs); run by
 // `npm run build` after the bundle. A code cache holds the functions compiled when it is made, so
 // it is trained: a build from scratch in a scratch store, then the same build again (the cached
 // rebuild, where startup matters most), the second starting from the cache the first left and
@@ -16,7 +16,7 @@ import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 
 const requireHere = createRequire(import.meta.url);
-const launcherPath = requireHere.resolve('../bin/strata');
+const launcherPath = requireHere.resolve('../bin/launch.cjs');
 const launcher = requireHere(launcherPath);
 
 if (process.argv[2] === '--train') {

@@ -419,4 +419,20 @@ describe('registry with TLS from a test CA', () => {
       env: { STRATA_CERTS_DIR: certsDir },
     });
   });
+
+  test('NODE_EXTRA_CA_CERTS is trusted, though bin/strata keeps it from node until a TLS connection', async () => {
+    const name = `${registry.host}/secure/busybox:1`; // pushed by the test above
+    // certs.d naming another CA turns verification on for this loopback host; the test CA is
+    // then trusted only if NODE_EXTRA_CA_CERTS is.
+    const other = await makeTestCa(join(dir.path, 'other-ca'));
+    const otherCerts = await certsDirFor(join(dir.path, 'other-client'), registry.host, other);
+    const untrusted = await strataRegistry(join(dir.path, 'tls-untrusted'), ['pull', name], {
+      env: { STRATA_CERTS_DIR: otherCerts },
+    });
+    assert.notEqual(untrusted.code, 0, 'the test CA is trusted by nothing else');
+    assert.match(untrusted.stderr, /certificate/i);
+    await strataRegistryOk(join(dir.path, 'tls-extra'), ['pull', name], {
+      env: { STRATA_CERTS_DIR: otherCerts, NODE_EXTRA_CA_CERTS: caCert },
+    });
+  });
 });

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compressStream } from '../src/archive/compression.js';
@@ -25,10 +25,13 @@ interface Launcher {
 
 const BUNDLE_DIR = join(REPO_ROOT, 'dist', 'bundle');
 
-/** What `bin` (a copy of bin/strata) makes of its bundle's code cache, in a fresh process. */
+/**
+ * What the launcher beside `bin` (a copy of bin/strata: bin/launch.cjs) makes of its bundle's
+ * code cache, in a fresh process.
+ */
 async function cacheState(bin: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
   const script = 'const l = require(process.argv[1]); process.stdout.write(l.compile(l.BUNDLE).cache)';
-  const result = await run(process.execPath, ['-e', script, bin], { env });
+  const result = await run(process.execPath, ['-e', script, join(dirname(bin), 'launch.cjs')], { env });
   assert.equal(result.code, 0, result.stderr);
   return result.stdout;
 }
@@ -66,9 +69,19 @@ describe('CLI startup', () => {
   });
   after(() => dir?.cleanup());
 
+  test('node does not load NODE_EXTRA_CA_CERTS at start-up (strata reads it on its first TLS connection)', async () => {
+    // node warns at start-up when it cannot load the file; bin/strata hands it over instead.
+    const missing = join(dir.path, 'no-such-bundle.pem');
+    const eager = await run(process.execPath, ['-e', '0'], { env: { NODE_EXTRA_CA_CERTS: missing } });
+    assert.match(eager.stderr, /Ignoring extra certs/, 'node itself loads it eagerly');
+    const result = await run(STRATA_BIN, ['--version'], { env: { NODE_EXTRA_CA_CERTS: missing } });
+    assert.equal(result.code, 0);
+    assert.equal(result.stderr, '');
+  });
+
   test('the code cache the build made is used by bin/strata', async () => {
     assert.equal(await cacheState(STRATA_BIN), 'used');
-    const launcher = createRequire(import.meta.url)(STRATA_BIN) as Launcher;
+    const launcher = createRequire(import.meta.url)(join(dirname(STRATA_BIN), 'launch.cjs')) as Launcher;
     assert.equal(launcher.BUNDLE, join(BUNDLE_DIR, 'strata.cjs'));
   });
 

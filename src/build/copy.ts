@@ -78,6 +78,8 @@ import { cleanPath, PatternMatcher } from '../dockerfile/dockerignore.js';
 import { compareNames } from '../dockerfile/context.js';
 import { StrataError, errnoCode, isStrataError } from '../errors.js';
 import { resolveInRoot, type Owner } from './users.js';
+import { trustedCertificates } from '../trust.js';
+import { Agent, fetch as undiciFetch } from 'undici';
 import type { CopyTarget } from './layer-tree.js';
 
 export type { Owner } from './users.js';
@@ -1134,6 +1136,12 @@ function safeDecode(text: string): string {
   }
 }
 
+/** fetch naming its CAs (src/trust.ts): undici's own fetch, whose dispatcher takes them. */
+async function fetchTrusting(url: URL, ca: string[]): Promise<Response> {
+  const response = await undiciFetch(url, { redirect: 'follow', dispatcher: new Agent({ connect: { ca } }) });
+  return response as unknown as Response;
+}
+
 /**
  * Downloads `url` into `dir` (mode 0600, as BuildKit stores HTTP sources), verifying
  * `checksum` (`sha256:<hex>`; sha384 and sha512 too) when given. The file's mtime is the
@@ -1156,7 +1164,9 @@ export async function fetchRemote(
   const expected = checksum === undefined ? undefined : parseChecksum(checksum);
   let response: Response;
   try {
-    response = await fetch(parsedUrl, { redirect: 'follow' });
+    const ca = trustedCertificates();
+    response =
+      ca === undefined ? await fetch(parsedUrl, { redirect: 'follow' }) : await fetchTrusting(parsedUrl, ca);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     throw new StrataError('NOT_FOUND', `failed to fetch ${url}: ${message}`, { cause: err });

@@ -1,10 +1,10 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import { DEFAULT_REGISTRY } from '../../oci/reference.js';
 import { StrataError, errnoCode } from '../../errors.js';
+import { trustedCertificates } from '../../trust.js';
 
 /** Where Docker Hub's API really lives: `docker.io` is only the name in references. */
 export const DOCKER_HUB_ENDPOINT = 'registry-1.docker.io';
@@ -106,8 +106,9 @@ function agent(
   return new Agent({
     connect: {
       timeout: timeouts.connectMs,
-      // Extra CAs add to the system's, as with Docker's certs.d, rather than replacing them.
-      ...(tls.ca !== undefined ? { ca: [...rootCertificates, ...tls.ca] } : {}),
+      // certs.d CAs add to the system's (and NODE_EXTRA_CA_CERTS's), as with Docker, rather
+      // than replacing them.
+      ...withCa(trustedCertificates(tls.ca ?? [])),
       ...(tls.cert !== undefined ? { cert: tls.cert, key: tls.key } : {}),
       rejectUnauthorized: tls.verify,
     },
@@ -149,4 +150,9 @@ export async function resolveEndpoint(
     candidates: [{ baseUrl: `https://${host}`, dispatcher: agent(timeouts, { verify: true }) }],
     timeouts,
   };
+}
+
+/** undici's `connect.ca` option when a CA list is needed (see src/trust.ts). */
+export function withCa(ca: string[] | undefined): { ca?: string[] } {
+  return ca === undefined ? {} : { ca };
 }

@@ -2,10 +2,11 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { StrataError } from '../../errors.js';
+import { trustedCertificates } from '../../trust.js';
 import { Authenticator } from './auth.js';
 import { CredentialStore, type Credentials } from './credentials.js';
 import { RETRIABLE_STATUS, RegistryError, isRetriable, networkError, parseErrorBody } from './errors.js';
-import { resolveEndpoint, type HostOptions, type RegistryEndpoint } from './hosts.js';
+import { resolveEndpoint, withCa, type HostOptions, type RegistryEndpoint } from './hosts.js';
 
 export interface ClientOptions extends HostOptions {
   /** Use these instead of looking in the Docker config (what `login` verifies). */
@@ -59,7 +60,7 @@ let defaultAgent: Agent | undefined;
 
 /** Pool for hosts other than the registry's own (redirects to blob storage, token realms elsewhere). */
 function sharedAgent(): Agent {
-  defaultAgent ??= new Agent({ connections: 16 });
+  defaultAgent ??= new Agent({ connections: 16, connect: withCa(trustedCertificates()) });
   return defaultAgent;
 }
 

@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+'use strict';
+// Started by bin/strata (a sh wrapper). Runs the CLI: dist/bundle/strata.cjs
+// (scripts/bundle.mjs), compiled with the V8 code cache that scripts/code-cache.mjs made for it,
+// so that V8 deserializes the functions a command runs instead of parsing and compiling them
+// (Node 20 has no compile cache of its own). The cache is used only if it names this very
+// bundle; V8 refuses one from another node binary or made with other V8 flags
+// (cachedDataRejected) and the bundle is then compiled from source, as it is when there is no
+// cache. Without a bundle, the plain compiled code runs.
+//
+// CommonJS (bin/package.json) because an ES module entry costs Node ~15 ms more to start.
+const { existsSync, readFileSync, renameSync, writeFileSync } = require('node:fs');
+const { createRequire } = require('node:module');
+const { dirname, join } = require('node:path');
+const { pathToFileURL } = require('node:url');
+const { Script } = require('node:vm');
+
+const BUNDLE = join(__dirname, '..', 'dist', 'bundle', 'strata.cjs');
+
+/** The code cache file of a bundle: the bundle's first line, then V8's data. */
+const cacheFile = (bundle) => `${bundle}.cache`;
+
+/**
+ * Compiles `bundle` as a CommonJS module body, with its code cache when there is one for it.
+ * `cache` says what became of the cache: 'used', 'rejected' (by V8) or 'none'.
+ */
+function compile(bundle) {
+  const source = readFileSync(bundle, 'utf8');
+  const header = source.slice(0, source.indexOf('\n') + 1);
+  let cachedData;
+  try {
+    const cache = readFileSync(cacheFile(bundle));
+    if (header !== '' && cache.subarray(0, header.length).toString('latin1') === header) {
+      cachedData = cache.subarray(header.length);
+    }
+  } catch {
+    // No cache: compiled from source.
+  }
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+    filename: bundle,
+    cachedData,
+  });
+  const cache = cachedData === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'used';
+  return { script, header, cache };
+}
+
+/**
+ * Runs `bundle`. With `writeCache` (scripts/code-cache.mjs), its code cache is rewritten at exit
+ * with every function compiled so far, those the cache already had included.
+ */
+function run(bundle, { writeCache = false } = {}) {
+  const { script, header } = compile(bundle);
+  if (writeCache) {
+    process.once('exit', () => {
+      const partial = `${cacheFile(bundle)}.${process.pid}`;
+      writeFileSync(partial, Buffer.concat([Buffer.from(header, 'latin1'), script.createCachedData()]));
+      renameSync(partial, cacheFile(bundle));
+    });
+  }
+  const exports = {};
+  script.runInThisContext()(exports, createRequire(bundle), { exports }, bundle, dirname(bundle));
+}
+
+/**
+ * bin/strata started node without NODE_EXTRA_CA_CERTS (see there): the variable goes back into
+ * the environment of child processes, and src/trust.ts is told to load the file itself.
+ */
+function takeDeferredCaCerts() {
+  const file = process.env.STRATA_DEFERRED_CA_CERTS;
+  if (file === undefined) return;
+  delete process.env.STRATA_DEFERRED_CA_CERTS;
+  process.env.NODE_EXTRA_CA_CERTS = file;
+  globalThis[Symbol.for('strata.deferredExtraCaCerts')] = file;
+}
+
+if (require.main === module) {
+  takeDeferredCaCerts();
+  try {
+    run(BUNDLE);
+  } catch (err) {
+    if (err?.code !== 'ENOENT' || err.path !== BUNDLE) throw err;
+    const compiled = join(__dirname, '..', 'dist', 'cli', 'entry.js');
+    if (existsSync(compiled)) import(pathToFileURL(compiled).href);
+    else {
+      process.stderr.write('strata: not built yet; run scripts/setup.sh (or npm run build) first\n');
+      process.exitCode = 1;
+    }
+  }
+} else {
+  module.exports = { BUNDLE, cacheFile, compile, run };
+}
