@@ -240,6 +240,46 @@ describe('strata analyze (CLI)', () => {
     assert.deepEqual(changeOf(2), [['modified', ['content', 'mode']]]);
   });
 
+  test('strata diff: the paths and config fields two built images differ in', async () => {
+    const context = join(work.path, 'diff-context');
+    await writeTree(context, {
+      'a.txt': 'first\n',
+      'b.txt': 'second\n',
+      'A.Dockerfile': 'FROM scratch\nCOPY a.txt b.txt /app/\nENV MODE=dev\n',
+      'B.Dockerfile': 'FROM scratch\nCOPY --chmod=600 b.txt /app/a.txt\nENV MODE=prod\n',
+    });
+    await strataNoCiOk(root, ['build', '-q', '-t', 'diff/a:1', '-f', join(context, 'A.Dockerfile'), context]);
+    await strataNoCiOk(root, ['build', '-q', '-t', 'diff/b:1', '-f', join(context, 'B.Dockerfile'), context]);
+    const text = (await strataNoCiOk(root, ['diff', 'diff/a:1', 'diff/b:1'])).stdout;
+    assert.equal(
+      text,
+      [
+        'C /app/a.txt (content, mode: 6 B → 7 B)',
+        'D /app/b.txt',
+        '~ config Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","MODE=dev"] → ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","MODE=prod"]',
+        '0 added, 1 removed, 1 changed; 1 config field differs',
+        '',
+      ].join('\n'),
+    );
+    const json = JSON.parse(
+      (await strataNoCiOk(root, ['diff', '--json', 'diff/b:1', 'diff/a:1'])).stdout,
+    ) as {
+      files: Array<{ path: string; change: string; aspects: string[] }>;
+      summary: Record<string, number>;
+    };
+    assert.deepEqual(
+      json.files.map((f) => [f.change, f.path, f.aspects]),
+      [
+        ['changed', '/app/a.txt', ['content', 'mode']],
+        ['added', '/app/b.txt', []],
+      ],
+    );
+    assert.deepEqual(json.summary, { added: 1, removed: 0, changed: 1 });
+    const missing = await strataNoCi(root, ['diff', 'diff/a:1', 'diff/nope:1']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^Error: .*diff\/nope:1/);
+  });
+
   test('--ci fails with one line per failed rule and exit 1', async () => {
     const result = await strataNoCi(root, ['analyze', '--ci', 'test/fixture:1']);
     assert.equal(result.code, 1);
