@@ -10,6 +10,7 @@
 //
 // CommonJS (bin/package.json) because an ES module entry costs Node ~15 ms more to start.
 const { existsSync, readFileSync, renameSync, writeFileSync } = require('node:fs');
+const { isAscii } = require('node:buffer');
 const { createRequire } = require('node:module');
 const { dirname, join } = require('node:path');
 const { pathToFileURL } = require('node:url');
@@ -25,7 +26,9 @@ const cacheFile = (bundle) => `${bundle}.cache`;
  * `cache` says what became of the cache: 'used', 'rejected' (by V8) or 'none'.
  */
 function compile(bundle) {
-  const source = readFileSync(bundle, 'utf8');
+  const bytes = readFileSync(bundle);
+  // esbuild writes ASCII; decoding it as UTF-8 took ~10 ms, as Latin-1 (the same text) ~0.3 ms.
+  const source = isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
   const header = source.slice(0, source.indexOf('\n') + 1);
   let cachedData;
   try {

@@ -202,7 +202,7 @@ function sourcesAndDest(
 function parseDuration(flag: string, text: string): number {
   const units: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
   if (text === '0') return 0;
-  const pattern = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
+  const pattern = /(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)/gy;
   let total = 0;
   let consumed = 0;
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
