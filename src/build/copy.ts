@@ -78,7 +78,6 @@ import { cleanPath, PatternMatcher } from '../dockerfile/dockerignore.js';
 import { compareNames } from '../dockerfile/context.js';
 import { StrataError, errnoCode, isStrataError } from '../errors.js';
 import { resolveInRoot, type Owner } from './users.js';
-import { trustedCertificates } from '../trust.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import type { CopyTarget } from './layer-tree.js';
 
@@ -1164,6 +1163,8 @@ export async function fetchRemote(
   const expected = checksum === undefined ? undefined : parseChecksum(checksum);
   let response: Response;
   try {
+    // Loaded here: src/trust.ts loads node:tls (~13 ms), which a build without ADD <url> never needs.
+    const { trustedCertificates } = await import('../trust.js');
     const ca = trustedCertificates();
     response =
       ca === undefined ? await fetch(parsedUrl, { redirect: 'follow' }) : await fetchTrusting(parsedUrl, ca);
