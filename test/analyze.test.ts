@@ -7,43 +7,11 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { dir, file, opaque, storeTestImage, whiteout, type TestLayer } from '../src/analyze/testing.js';
+import { FIXTURE_LAYERS, storeTestImage } from '../src/analyze/testing.js';
 import { Store } from '../src/store/index.js';
 import { strataNoCi, strataNoCiOk } from './helpers/analyze.js';
 import { tempDir, writeTree } from './helpers/cli.js';
 import { startRegistry, type RunningRegistry } from './helpers/registry.js';
-
-/** The same image as src/analyze/analyze.test.ts's fixture; the arithmetic is repeated below. */
-const FIXTURE: TestLayer[] = [
-  {
-    createdBy: 'ADD rootfs.tar /',
-    entries: [
-      dir('etc'),
-      file('etc/conf', 100, 0x61),
-      dir('app'),
-      file('app/a', 1000),
-      file('app/b', 2000),
-      dir('cache'),
-      file('cache/x', 400),
-      file('cache/y', 600),
-      file('bin/tool', 5000, 0x61, { mode: 0o644 }),
-      dir('data'),
-    ],
-  },
-  {
-    createdBy: 'RUN edit',
-    emptyBefore: ['ENV A=1'],
-    entries: [
-      dir('etc'),
-      file('etc/conf', 300, 0x62),
-      file('bin/tool', 5000, 0x61, { mode: 0o755 }),
-      file('data/blob', 700),
-      file('new/file', 50),
-    ],
-  },
-  { createdBy: 'RUN rm', entries: [whiteout('etc/conf'), whiteout('cache'), whiteout('data/blob')] },
-  { createdBy: 'COPY app /app', entries: [dir('app'), opaque('app'), file('app/c', 250)] },
-];
 
 type Json = Record<string, unknown> & {
   image: Record<string, unknown>;
@@ -68,7 +36,7 @@ describe('strata analyze (CLI)', () => {
     work = await tempDir('analyze');
     root = join(work.path, 'store');
     const store = await Store.open(root);
-    await storeTestImage(store, 'test/fixture:1', FIXTURE);
+    await storeTestImage(store, 'test/fixture:1', FIXTURE_LAYERS);
   });
   after(() => work?.cleanup());
 
@@ -453,7 +421,7 @@ describe('strata analyze from a registry (CLI, docker-registry on 127.0.0.1)', (
     registry = await startRegistry(join(work.path, 'registry'));
     root = join(work.path, 'store');
     const store = await Store.open(root);
-    await storeTestImage(store, `${registry.host}/test/fixture:1`, FIXTURE);
+    await storeTestImage(store, `${registry.host}/test/fixture:1`, FIXTURE_LAYERS);
     await strataNoCiOk(root, ['push', `${registry.host}/test/fixture:1`]);
   });
   after(async () => {

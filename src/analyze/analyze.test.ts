@@ -5,7 +5,16 @@ import { withTempDir } from '../store/testing/helpers.js';
 import { analyzeImage } from './analyze.js';
 import type { FileNode, ImageAnalysis } from './model.js';
 import { storeImageSource } from './source.js';
-import { dir, file, opaque, storeTestImage, symlink, whiteout, type TestLayer } from './testing.js';
+import {
+  FIXTURE_LAYERS,
+  dir,
+  file,
+  opaque,
+  storeTestImage,
+  symlink,
+  whiteout,
+  type TestLayer,
+} from './testing.js';
 import { aggregateTree, findNode } from './tree.js';
 
 async function analyze(layers: TestLayer[], options: { baseLayers?: number } = {}): Promise<ImageAnalysis> {
@@ -38,52 +47,9 @@ function marks(tree: FileNode | undefined): Record<string, string> {
   return out;
 }
 
-/**
- * The image most tests read: a base layer, a layer that overwrites, chmods and adds, one that
- * deletes a file, a whole directory and a file in a directory made empty earlier, and one that
- * replaces /app with an opaque directory.
- */
-const FIXTURE: TestLayer[] = [
-  {
-    createdBy: 'ADD rootfs.tar /',
-    entries: [
-      dir('etc'),
-      file('etc/conf', 100, 0x61),
-      dir('app'),
-      file('app/a', 1000),
-      file('app/b', 2000),
-      dir('cache'),
-      file('cache/x', 400),
-      file('cache/y', 600),
-      file('bin/tool', 5000, 0x61, { mode: 0o644 }), // no entry for bin: an implicit parent
-      dir('data'),
-    ],
-  },
-  {
-    createdBy: 'RUN edit',
-    emptyBefore: ['ENV A=1'],
-    entries: [
-      dir('etc'),
-      file('etc/conf', 300, 0x62),
-      file('bin/tool', 5000, 0x61, { mode: 0o755 }),
-      file('data/blob', 700),
-      file('new/file', 50),
-    ],
-  },
-  {
-    createdBy: 'RUN rm',
-    entries: [whiteout('etc/conf'), whiteout('cache'), whiteout('data/blob')],
-  },
-  {
-    createdBy: 'COPY app /app',
-    emptyBefore: ['LABEL x=y', 'WORKDIR /app'],
-    entries: [dir('app'), opaque('app'), file('app/c', 250)],
-  },
-];
-
 describe('analyzeImage', () => {
   it("computes dive's metrics for adds, overwrites, a chmod, deletions and an opaque directory", async () => {
-    const analysis = await analyze(FIXTURE);
+    const analysis = await analyze(FIXTURE_LAYERS);
     // Layer sizes (sum of tar header sizes): 100+1000+2000+400+600+5000 = 9100; 300+5000+700+50 =
     // 6050; whiteouts are 0; 250. Image: 15400. dive's user size: 6050+0+250 = 6300.
     assert.deepEqual(
@@ -118,7 +84,7 @@ describe('analyzeImage', () => {
   });
 
   it("computes strata's metrics: every stored byte is visible or wasted, once", async () => {
-    const analysis = await analyze(FIXTURE);
+    const analysis = await analyze(FIXTURE_LAYERS);
     // Visible at the end: /bin/tool (L1's copy) 5000, /new/file 50, /app/c 250 = 5300.
     // Wasted: /etc/conf 100 (L0, overwritten by L1) + 300 (L1, deleted by L2); /bin/tool 5000 (L0,
     // re-stored by the chmod in L1); /cache/x 400 + /cache/y 600 (L0, directory deleted by L2);
@@ -155,7 +121,7 @@ describe('analyzeImage', () => {
       ],
     );
     // With the first two layers as the base, only L2 and L3 are the user's: 2000+3000 of 0+250.
-    const based = await analyze(FIXTURE, { baseLayers: 2 });
+    const based = await analyze(FIXTURE_LAYERS, { baseLayers: 2 });
     assert.equal(based.strata.userSizeBytes, 250);
     assert.equal(based.strata.userWastedBytes, 5000);
     assert.equal(based.strata.userWastedPercent, 5000 / 250);
@@ -163,7 +129,7 @@ describe('analyzeImage', () => {
   });
 
   it('labels layers with their history entries, skipping empty layers like dive', async () => {
-    const analysis = await analyze(FIXTURE);
+    const analysis = await analyze(FIXTURE_LAYERS);
     assert.deepEqual(
       analysis.layers.map((layer) => layer.command),
       ['ADD rootfs.tar /', 'RUN edit', 'RUN rm', 'COPY app /app'],
@@ -175,7 +141,7 @@ describe('analyzeImage', () => {
   });
 
   it('marks each path of a layer added, modified, removed or unmodified', async () => {
-    const { layers } = await analyze(FIXTURE);
+    const { layers } = await analyze(FIXTURE_LAYERS);
     const [l0, l1, l2, l3] = layers.map((layer) => layer.tree);
     assert.deepEqual(marks(l0), {
       '/app': 'added',
@@ -238,7 +204,7 @@ describe('analyzeImage', () => {
   });
 
   it('stacks the layer trees into the tree of the image up to a layer', async () => {
-    const { layers } = await analyze(FIXTURE);
+    const { layers } = await analyze(FIXTURE_LAYERS);
     const upTo1 = aggregateTree(layers, 1);
     assert.deepEqual(marks(upTo1), {
       '/app': 'unmodified',
@@ -462,10 +428,10 @@ describe('analyzeImage', () => {
   });
 
   it('reads gzip-compressed layers the same as uncompressed ones', async () => {
-    const plain = await analyze(FIXTURE);
+    const plain = await analyze(FIXTURE_LAYERS);
     const gzipped = await withTempDir(async (root) => {
       const store = await Store.open(root);
-      const image = await storeTestImage(store, 'test/gz:1', FIXTURE, { compression: 'gzip' });
+      const image = await storeTestImage(store, 'test/gz:1', FIXTURE_LAYERS, { compression: 'gzip' });
       return analyzeImage(storeImageSource(store, image, 'test/gz:1'));
     });
     assert.deepEqual(gzipped.dive, plain.dive);
@@ -483,7 +449,7 @@ describe('analyzeImage', () => {
   it('keeps no trees when asked not to', async () => {
     const { layers } = await withTempDir(async (root) => {
       const store = await Store.open(root);
-      const image = await storeTestImage(store, 'test/image:1', FIXTURE);
+      const image = await storeTestImage(store, 'test/image:1', FIXTURE_LAYERS);
       return analyzeImage(storeImageSource(store, image, 'x'), { keepTrees: false });
     });
     assert.ok(layers.every((layer) => layer.tree === undefined));
@@ -493,7 +459,7 @@ describe('analyzeImage', () => {
   it('names the layer when a layer is not a tar', async () => {
     await withTempDir(async (root) => {
       const store = await Store.open(root);
-      const image = await storeTestImage(store, 'test/image:1', FIXTURE.slice(0, 1));
+      const image = await storeTestImage(store, 'test/image:1', FIXTURE_LAYERS.slice(0, 1));
       const source = storeImageSource(store, image, 'x');
       const broken = { ...source, openLayer: () => store.content.openRead(image.manifest.config.digest) };
       await assert.rejects(analyzeImage(broken), /^StrataError: layer 0 \(sha256:[0-9a-f]{64}\): .*tar/);

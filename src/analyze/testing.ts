@@ -105,3 +105,46 @@ export async function storeTestImage(
   ]);
   return findImage(store, canonical);
 }
+
+/**
+ * The image most analysis tests read (unit and CLI; their expected numbers are worked out from it): a base layer, a layer that overwrites, chmods and adds, one that
+ * deletes a file, a whole directory and a file in a directory made empty earlier, and one that
+ * replaces /app with an opaque directory.
+ */
+export const FIXTURE_LAYERS: TestLayer[] = [
+  {
+    createdBy: 'ADD rootfs.tar /',
+    entries: [
+      dir('etc'),
+      file('etc/conf', 100, 0x61),
+      dir('app'),
+      file('app/a', 1000),
+      file('app/b', 2000),
+      dir('cache'),
+      file('cache/x', 400),
+      file('cache/y', 600),
+      file('bin/tool', 5000, 0x61, { mode: 0o644 }), // no entry for bin: an implicit parent
+      dir('data'),
+    ],
+  },
+  {
+    createdBy: 'RUN edit',
+    emptyBefore: ['ENV A=1'],
+    entries: [
+      dir('etc'),
+      file('etc/conf', 300, 0x62),
+      file('bin/tool', 5000, 0x61, { mode: 0o755 }),
+      file('data/blob', 700),
+      file('new/file', 50),
+    ],
+  },
+  {
+    createdBy: 'RUN rm',
+    entries: [whiteout('etc/conf'), whiteout('cache'), whiteout('data/blob')],
+  },
+  {
+    createdBy: 'COPY app /app',
+    emptyBefore: ['LABEL x=y', 'WORKDIR /app'],
+    entries: [dir('app'), opaque('app'), file('app/c', 250)],
+  },
+];
