@@ -408,6 +408,16 @@ describe('strata analyze (CLI)', () => {
       await strataNoCi(root, ['analyze', '--ci-metrics', 'mine', 'test/fixture:1']),
       /^Error: invalid --ci-metrics "mine": expected dive or strata$/,
     );
+    // -i beats the runner's CI=true (the tmux test opens the explorer so); asking for the check
+    // explicitly, or for JSON, with -i is a contradiction.
+    for (const contradiction of [['--ci'], ['--json'], ['--lowest-efficiency', '0.5']]) {
+      assertOneLineError(
+        await strataNoCi(root, ['analyze', '-i', ...contradiction, 'test/fixture:1'], {
+          env: { CI: 'true' },
+        }),
+        /^Error: --interactive cannot be combined with --json, --ci or CI rules$/,
+      );
+    }
   });
 });
 

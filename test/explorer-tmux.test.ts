@@ -108,7 +108,8 @@ describe('strata analyze -i explorer, in tmux', () => {
       '40',
       '-c',
       REPO_ROOT,
-      `env PS1='${PROMPT}' LANG=C.UTF-8 sh`,
+      // CI=true as on a CI runner: an explicit -i must still open the explorer.
+      `env PS1='${PROMPT}' LANG=C.UTF-8 CI=true sh`,
     );
     // capture-pane drops trailing blanks, the prompt's included.
     await waitForScreen('the shell prompt', (text) => text.includes(PROMPT.trimEnd()));

@@ -116,11 +116,14 @@ export function registerAnalyzeCommands(program: Command, ctx: CliContext): void
       if (flags.highestWastedBytes !== undefined) overrides.highestWastedBytes = flags.highestWastedBytes;
       if (flags.highestUserWastedPercent !== undefined)
         overrides.highestUserWastedPercent = flags.highestUserWastedPercent;
-      // Asking for a threshold or a rules file is asking for the check.
+      // Asking for a threshold or a rules file is asking for the check. A runner's CI=true is only
+      // a default: someone who typed -i in a terminal of a CI machine wants the explorer.
       const ci =
         flags.ci === true ||
         (flags.ci === undefined &&
-          (truthy(process.env.CI) || Object.keys(overrides).length > 0 || flags.ciConfig !== undefined));
+          ((truthy(process.env.CI) && flags.interactive !== true) ||
+            Object.keys(overrides).length > 0 ||
+            flags.ciConfig !== undefined));
       if (flags.ciMetrics !== 'dive' && flags.ciMetrics !== 'strata') {
         throw new StrataError(
           'INVALID_ARGUMENT',
@@ -130,7 +133,10 @@ export function registerAnalyzeCommands(program: Command, ctx: CliContext): void
       const metrics: CiMetrics = flags.ciMetrics;
       if (flags.files && !flags.json) throw new StrataError('INVALID_ARGUMENT', '--files needs --json');
       if (flags.interactive && (flags.json || ci))
-        throw new StrataError('INVALID_ARGUMENT', '--interactive cannot be combined with --json or CI mode');
+        throw new StrataError(
+          'INVALID_ARGUMENT',
+          '--interactive cannot be combined with --json, --ci or CI rules',
+        );
       const top = count(flags.top, '--top');
       const baseLayers =
         flags.baseLayers === undefined ? undefined : count(flags.baseLayers, '--base-layers');
