@@ -6,6 +6,7 @@
 import type { Heredoc, InstructionNode, SourceRange } from './parser.js';
 import { dockerfileError } from './errors.js';
 import { FlagError, InstructionFlags, suggestion } from './flags.js';
+import { parseGoDuration } from '../oci/duration.js';
 
 export interface CommandLine {
   /** `exec`: JSON array, run as is; `shell`: one string run through SHELL. */
@@ -198,20 +199,12 @@ function sourcesAndDest(
   return { sources, inline, dest };
 }
 
-/** Go's time.ParseDuration for the units HEALTHCHECK takes; returns nanoseconds. */
+/** A HEALTHCHECK duration flag in nanoseconds, with BuildKit's messages. */
 function parseDuration(flag: string, text: string): number {
-  const units: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
-  if (text === '0') return 0;
-  const pattern = /(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)/gy;
-  let total = 0;
-  let consumed = 0;
-  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
-    total += Number(match[1]) * (units[match[2] as string] as number);
-    consumed = pattern.lastIndex;
-  }
-  if (consumed === 0 || consumed !== text.length) fail(`time: invalid duration "${text}"`);
+  const total = parseGoDuration(text);
+  if (total === undefined) fail(`time: invalid duration "${text}"`);
   if (total !== 0 && total < 1e6) fail(`Interval "${flag}" cannot be less than 1ms`);
-  return Math.round(total);
+  return total;
 }
 
 function parseHealthcheck(node: InstructionNode, flags: InstructionFlags): Instruction {
