@@ -10,6 +10,11 @@ export class CliContext {
     readonly stderr: NodeJS.WritableStream = process.stderr,
   ) {}
 
+  /** The global `--root` as given (undefined when absent). */
+  rootOption(): string | undefined {
+    return this.rootFlag();
+  }
+
   openStore(): Promise<Store> {
     const store = this.store ?? Store.open(resolveStoreRoot(this.rootFlag()));
     this.store = store;

@@ -25,6 +25,10 @@ const GROUPS: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Regi
     names: ['pull', 'push', 'login', 'logout'],
     load: async () => [(await import('./registry.js')).registerRegistryCommands],
   },
+  {
+    names: ['registry'],
+    load: async () => [(await import('./registry-server.js')).registerRegistryServerCommands],
+  },
   { names: ['lint'], load: async () => [(await import('./lint.js')).registerLintCommands] },
   { names: ['analyze', 'diff'], load: async () => [(await import('./analyze.js')).registerAnalyzeCommands] },
 ];

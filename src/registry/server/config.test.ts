@@ -73,6 +73,7 @@ test("strata's keys: built-in token issuer, access rules, anonymous read, online
       '  access:',
       '    - {account: alice, repository: "team-a/**", actions: [pull, push, delete]}',
       '    - {account: "*", repository: "**", actions: [pull]}',
+      '    - {account: admin, type: registry, repository: catalog, actions: ["*"]}',
       'gc: {interval: 30m, grace: 2h}',
     ].join('\n'),
   );
@@ -84,7 +85,8 @@ test("strata's keys: built-in token issuer, access rules, anonymous read, online
     builtin: { key: '/srv/r/token-signing-key.pem', htpasswd: '/auth/htpasswd', expiresInSeconds: 60 },
   });
   assert.equal(config.anonymousRead, true);
-  assert.equal(config.access.length, 2);
+  assert.equal(config.access.length, 3);
+  assert.equal(config.access[2]?.type, 'registry');
   assert.deepEqual(config.access[0], {
     account: 'alice',
     repository: 'team-a/**',
@@ -113,6 +115,14 @@ test('REGISTRY_* variables override the file, flags override both', () => {
   assert.deepEqual(fromFlags.listen, { host: '::1', port: 7000 });
   assert.deepEqual(fromFlags.storage, { driver: 'filesystem', root: '/flag/root' });
   assert.equal(fromFlags.anonymousRead, true);
+  // On an empty file too (no mapping to set keys in yet).
+  const empty = parse(
+    '',
+    { root: '/only/flag', addr: '127.0.0.1:1' },
+    { REGISTRY_AUTH_ANONYMOUSREAD: 'true' },
+  );
+  assert.deepEqual(empty.storage, { driver: 'filesystem', root: '/only/flag' });
+  assert.equal(empty.anonymousRead, true);
 });
 
 test('mistakes name the file, the line and the key', () => {
@@ -127,7 +137,7 @@ test('mistakes name the file, the line and the key', () => {
   );
   assert.throws(
     () => parse('auth: {token: {service: s, issuer: i}}'),
-    /auth\.token: needs builtin, rootcertbundle or jwks/,
+    /auth\.token: needs builtin, rootcertbundle, jwks or publickey/,
   );
   assert.throws(() => parse('http: {addr: "nope"}'), /http\.addr: invalid address "nope"/);
   assert.throws(() => parse('http: [\n'), /: config\.yml:\d+: invalid YAML: /);

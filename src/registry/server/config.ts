@@ -45,6 +45,8 @@ export type AuthConfig =
       /** Trust tokens from an external issuer: its certificate bundle (x5c) or its JWKS file. */
       readonly rootCertBundle?: string;
       readonly jwks?: string;
+      /** … or its public key (PEM), found by `kid`. */
+      readonly publicKey?: string;
       readonly builtin?: {
         /** ES256 key (PEM); generated there on first start when missing. */
         readonly key: string;
@@ -57,6 +59,8 @@ export type AuthConfig =
 export interface AccessRuleConfig {
   /** A user name, `*` (any authenticated user) or `anonymous`. */
   readonly account: string;
+  /** `registry` with repository `catalog` grants `GET /v2/_catalog`; default `repository`. */
+  readonly type?: 'repository' | 'registry';
   /** Glob: `*` within one path component, `**` across components. */
   readonly repository: string;
   readonly actions: ReadonlyArray<'pull' | 'push' | 'delete' | '*'>;
@@ -124,6 +128,7 @@ const fileSchema = z
             issuer: z.string().min(1),
             rootcertbundle: path.optional(),
             jwks: path.optional(),
+            publickey: path.optional(),
             builtin: z
               .object({ key: path.optional(), htpasswd: path.optional(), expiration: duration.optional() })
               .optional(),
@@ -134,6 +139,7 @@ const fileSchema = z
           .array(
             z.object({
               account: z.string().min(1),
+              type: z.enum(['repository', 'registry']).optional(),
               repository: z.string().min(1),
               actions: z.array(z.enum(['pull', 'push', 'delete', '*'])).min(1),
             }),
@@ -190,13 +196,16 @@ export function parseRegistryServerConfig(
   }
   if (document.contents !== null && !isMap(document.contents))
     throw configError(source, 1, 'expected a mapping (http:, storage:, auth:, …)');
-  applyEnvironment(document, options.env);
-  applyFlags(document, options.flags);
-  const parsed = fileSchema.safeParse(document.toJS() ?? {});
+  // Variables and flags are applied to the document so that a wrong value names its key; an
+  // empty (or comments-only) file gives them an empty mapping to go into.
+  const settings = document.contents === null ? parseDocument('{}') : document;
+  applyEnvironment(settings, options.env);
+  applyFlags(settings, options.flags);
+  const parsed = fileSchema.safeParse(settings.toJS() ?? {});
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const keys = issue.path.map(String);
-    const node = document.getIn(keys, true) as { range?: [number, number, number] } | undefined;
+    const node = settings.getIn(keys, true) as { range?: [number, number, number] } | undefined;
     const line = node?.range ? lines.linePos(node.range[0]).line : undefined;
     throw configError(source, line, `${keys.join('.') || '(top)'}: ${issue.message}`);
   }
@@ -222,7 +231,7 @@ function scalarValue(value: string): unknown {
 function applyFlags(document: Document, flags: RegistryServerFlags): void {
   if (flags.addr !== undefined) document.setIn(['http', 'addr'], flags.addr);
   if (flags.root !== undefined) {
-    document.deleteIn(['storage', 'inmemory']);
+    if (document.hasIn(['storage', 'inmemory'])) document.deleteIn(['storage', 'inmemory']);
     document.setIn(['storage', 'filesystem', 'rootdirectory'], flags.root);
   }
   if (flags.tlsCert !== undefined) document.setIn(['http', 'tls', 'certificate'], flags.tlsCert);
@@ -270,11 +279,11 @@ function resolveAuth(file: FileConfig, source: string, storage: RegistryServerCo
   if (htpasswd && token) throw configError(source, undefined, 'auth: choose htpasswd or token, not both');
   if (htpasswd) return { kind: 'htpasswd', realm: htpasswd.realm ?? 'strata-registry', path: htpasswd.path };
   if (!token) return { kind: 'none' };
-  if (!token.builtin && !token.rootcertbundle && !token.jwks)
+  if (!token.builtin && !token.rootcertbundle && !token.jwks && !token.publickey)
     throw configError(
       source,
       undefined,
-      'auth.token: needs builtin, rootcertbundle or jwks to verify tokens',
+      'auth.token: needs builtin, rootcertbundle, jwks or publickey to verify tokens',
     );
   if (!token.builtin && token.realm === undefined)
     throw configError(source, undefined, 'auth.token.realm: required for an external token issuer');
@@ -292,6 +301,7 @@ function resolveAuth(file: FileConfig, source: string, storage: RegistryServerCo
     issuer: token.issuer,
     ...(token.rootcertbundle !== undefined ? { rootCertBundle: token.rootcertbundle } : {}),
     ...(token.jwks !== undefined ? { jwks: token.jwks } : {}),
+    ...(token.publickey !== undefined ? { publicKey: token.publickey } : {}),
     ...(builtin && key !== undefined
       ? {
           builtin: {
