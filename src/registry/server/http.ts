@@ -117,6 +117,7 @@ export function createRegistryHandler(
       ...(exchange.req.socket.remoteAddress !== undefined
         ? { remoteAddress: exchange.req.socket.remoteAddress }
         : {}),
+      ...(exchange.req.headers.host !== undefined ? { host: exchange.req.headers.host } : {}),
     };
     const needed = scopesFor(route, exchange.method);
     const mountSource = mountSourceScope(route, exchange.query);

@@ -78,7 +78,7 @@ export async function startRegistryServer(
   // The realm must be known before listening; with port 0 the real port is known only after.
   const port = await listen(server, config.listen.host, config.listen.port);
   const url = `${scheme}://${urlHost(config.listen.host)}:${port}`;
-  const { authorizer, tokenEndpoint } = await setUpAuth(config, url);
+  const { authorizer, tokenEndpoint } = await setUpAuth(config, url, scheme);
 
   const accessLog = config.accessLog ? options.accessLog : undefined;
   server.on(
@@ -120,6 +120,7 @@ export async function startRegistryServer(
 async function setUpAuth(
   config: RegistryServerConfig,
   url: string,
+  scheme: 'http' | 'https',
 ): Promise<{ authorizer?: Authorizer; tokenEndpoint?: TokenEndpoint }> {
   const auth = config.auth;
   const rules: AccessRule[] | undefined =
@@ -168,7 +169,7 @@ async function setUpAuth(
   }
   return {
     authorizer: tokenAuthorizer({
-      realm: auth.realm ?? `${url}${TOKEN_PATH}`,
+      realm: auth.realm ?? ((request) => `${scheme}://${realmHost(request.host, url)}${TOKEN_PATH}`),
       service: auth.service,
       validator: createTokenValidator({ audience: auth.service, issuers }),
       anonymousRead: config.anonymousRead,
@@ -246,6 +247,16 @@ function listen(server: Server, host: string, port: number): Promise<number> {
       resolve((server.address() as AddressInfo).port);
     });
   });
+}
+
+/**
+ * The built-in issuer's host as the client named the registry (so a registry listening on every
+ * interface sends each client to an address it can reach); the listening address when the Host
+ * header is absent or not a plain host[:port].
+ */
+function realmHost(host: string | undefined, url: string): string {
+  if (host !== undefined && /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/.test(host)) return host;
+  return new URL(url).host;
 }
 
 /** 0.0.0.0 and :: mean every interface; a client on this machine reaches them at loopback. */

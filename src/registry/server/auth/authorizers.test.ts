@@ -245,6 +245,21 @@ describe('tokenAuthorizer', () => {
     return { authorization: `Bearer ${token}` };
   };
 
+  test('a realm computed per request names the host the client used', async () => {
+    const issuer = new TokenIssuer({ name: 'strata', key: await newSigningKey() });
+    const validator = createTokenValidator({ audience: SERVICE, issuers: [issuer.trusted()] });
+    const authorizer = tokenAuthorizer({
+      realm: (request) => `http://${request.host ?? 'fallback'}/token`,
+      service: SERVICE,
+      validator,
+      anonymousRead: false,
+    });
+    const viaName = denial(await authorizer.authorize({ host: 'registry.lan:5000' }, []));
+    assert.equal(viaName.challenge, `Bearer realm="http://registry.lan:5000/token",service="${SERVICE}"`);
+    const noHost = denial(await authorizer.authorize({}, []));
+    assert.equal(noHost.challenge, `Bearer realm="http://fallback/token",service="${SERVICE}"`);
+  });
+
   test('no token: 401 with realm and service, and the scope when one is needed', async () => {
     const { authorizer } = await setUp();
     const ping = denial(await authorizer.authorize({}, []));

@@ -82,8 +82,11 @@ function describeMissing(rules: readonly AccessRule[], subject: string, needed: 
 }
 
 export interface TokenAuthorizerOptions {
-  /** The token server's URL, the challenge's `realm`. */
-  readonly realm: string;
+  /**
+   * The token server's URL, the challenge's `realm`; a function when it depends on the name the
+   * client used to reach the registry (the built-in issuer on the registry's own address).
+   */
+  readonly realm: string | ((request: AuthRequest) => string);
   /** The registry's service name: the challenge's `service` and the tokens' audience. */
   readonly service: string;
   readonly validator: TokenValidator;
@@ -102,13 +105,20 @@ export interface TokenAuthorizerOptions {
  * An Authorization header of another scheme counts as no token.
  */
 export function tokenAuthorizer(options: TokenAuthorizerOptions): Authorizer {
-  const challenge = (needed: readonly Scope[], error?: 'invalid_token' | 'insufficient_scope'): string => {
-    let value = `Bearer realm=${quote(options.realm)},service=${quote(options.service)}`;
+  const realmFor = (request: AuthRequest): string =>
+    typeof options.realm === 'string' ? options.realm : options.realm(request);
+  const challenge = (
+    request: AuthRequest,
+    needed: readonly Scope[],
+    error?: 'invalid_token' | 'insufficient_scope',
+  ): string => {
+    let value = `Bearer realm=${quote(realmFor(request))},service=${quote(options.service)}`;
     if (needed.length > 0) value += `,scope=${quote(formatScopes(needed))}`;
     if (error !== undefined) value += `,error=${quote(error)}`;
     return value;
   };
   const unauthorized = (
+    request: AuthRequest,
     message: string,
     needed: readonly Scope[],
     error?: 'invalid_token' | 'insufficient_scope',
@@ -117,7 +127,7 @@ export function tokenAuthorizer(options: TokenAuthorizerOptions): Authorizer {
     status: 401,
     code: 'UNAUTHORIZED',
     message,
-    challenge: challenge(needed, error),
+    challenge: challenge(request, needed, error),
   });
   const anonymousMay = (scope: Scope, action: Action): boolean =>
     options.anonymousRead && scope.type === 'repository' && action === 'pull';
@@ -130,13 +140,15 @@ export function tokenAuthorizer(options: TokenAuthorizerOptions): Authorizer {
       const authorization = request.authorization?.trim() ?? '';
       const bearer = /^bearer(?:\s+(\S*))?\s*$/i.exec(authorization);
       if (bearer === null) {
-        return anonymousMayAll(needed) ? { kind: 'allow' } : unauthorized('authentication required', needed);
+        return anonymousMayAll(needed)
+          ? { kind: 'allow' }
+          : unauthorized(request, 'authentication required', needed);
       }
       const token = bearer[1] ?? '';
       const validation = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)
         ? await options.validator.validate(token)
         : { valid: false as const, reason: 'malformed token' };
-      if (!validation.valid) return unauthorized(validation.reason, needed, 'invalid_token');
+      if (!validation.valid) return unauthorized(request, validation.reason, needed, 'invalid_token');
       const { subject, access } = validation.token;
       const lacking = needed.filter(
         (scope) =>
@@ -144,6 +156,7 @@ export function tokenAuthorizer(options: TokenAuthorizerOptions): Authorizer {
       );
       if (lacking.length === 0) return subject === undefined ? { kind: 'allow' } : { kind: 'allow', subject };
       return unauthorized(
+        request,
         `token does not grant ${formatScopes(lacking)}`,
         // The whole need, so one new token serves the request (a mount needs two repositories).
         needed,

@@ -18,6 +18,8 @@ export interface AuthRequest {
   /** The Authorization header as received, if any. */
   readonly authorization?: string;
   readonly remoteAddress?: string;
+  /** The Host header: the name the client reached the registry by (for a default token realm). */
+  readonly host?: string;
 }
 
 export type AuthDecision =
