@@ -10,5 +10,7 @@ if (only === undefined || only === 'context-walk')
   await (await import('./context-walk.js')).benchContextWalk();
 if (only === undefined || only === 'build') await (await import('./build.js')).benchBuild();
 if (only === undefined || only === 'registry') await (await import('./registry.js')).benchRegistry();
+if (only === undefined || only === 'registry-server')
+  await (await import('./registry-server.js')).benchRegistryServer();
 if (only === undefined || only === 'lint') await (await import('./lint.js')).benchLint();
 if (only === undefined || only === 'analyze') await (await import('./analyze.js')).benchAnalyze();

@@ -40,13 +40,24 @@ import {
   hostsFile,
   type ContainerConfig,
   type Isolation,
+  type NetworkMode,
   type ResolvedMount,
   type RunProcessOptions,
   type RunProcessResult,
 } from './spec.js';
 
-export type { Isolation, RunProcessOptions, RunProcessResult, RuntimeMount } from './spec.js';
-export { ociSpec } from './spec.js';
+export type {
+  ContainerConfig,
+  Isolation,
+  NetworkMode,
+  OciProcess,
+  OciSpec,
+  RunProcessOptions,
+  RunProcessResult,
+  RuntimeMount,
+} from './spec.js';
+export { ociProcess, ociSpec } from './spec.js';
+export { findRunc } from './runc.js';
 
 /** Docker's PATH for a process whose environment has none. */
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -68,16 +79,59 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
   validate(options);
   if (options.signal?.aborted) throw options.signal.reason;
   const isolation = await chooseIsolation(options.isolation ?? 'auto');
+  if (isolation === 'chroot' && typeof options.network === 'object')
+    throw new StrataError('UNSUPPORTED', 'joining a network namespace needs runc isolation');
+  const scratch = await mkdtemp(join(tmpdir(), 'strata-run-'));
+  try {
+    const prepared = await prepareContainer({ ...options, etcDir: join(scratch, 'etc') });
+    try {
+      const io = { onOutput: options.onOutput, signal: options.signal };
+      if (isolation === 'runc') {
+        return await runWithRunc((await findRunc()) as string, prepared.config, scratch, io);
+      }
+      return await runWithChroot(prepared.config, io);
+    } finally {
+      await prepared.release();
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+export interface PrepareContainerOptions extends Omit<RunProcessOptions, 'isolation' | 'onOutput' | 'signal'> {
+  /** Where /etc/hosts, /etc/hostname and /etc/resolv.conf are written (created if missing). */
+  etcDir: string;
+  /** Extra /etc/hosts lines (`--add-host`), after the defaults. */
+  extraHosts?: string[];
+  terminal?: boolean;
+  readonlyRootfs?: boolean;
+}
+
+export interface PreparedContainer {
+  /** What an isolation starts (for runc: `ociSpec(config)` is the bundle's config.json). */
+  config: ContainerConfig;
+  /** Removes the mount points the preparation created (call when the process has exited). */
+  release(): Promise<void>;
+}
+
+/**
+ * Everything before the process starts, shared by a build's RUN and a long-running container:
+ * checks the options, creates the working directory, writes the /etc files into `etcDir`, creates
+ * the mount points, checks that the command exists, and fills HOME in.
+ */
+export async function prepareContainer(options: PrepareContainerOptions): Promise<PreparedContainer> {
+  validate(options);
   const rootfs = await realpath(options.rootfs).catch((err: unknown) => {
     throw new StrataError('NOT_FOUND', `root filesystem ${options.rootfs} does not exist`, { cause: err });
   });
   await ensureWorkingDirectory(rootfs, options.cwd);
-
-  const scratch = await mkdtemp(join(tmpdir(), 'strata-run-'));
   const mountPoints = new MountPoints(rootfs);
   try {
     const hostname = options.hostname ?? randomBytes(6).toString('hex');
-    const mounts = [...(await etcFileMounts(scratch, hostname)), ...(await callerMounts(options))];
+    const mounts = [
+      ...(await etcFileMounts(options.etcDir, hostname, options.network, options.extraHosts ?? [])),
+      ...(await callerMounts(options)),
+    ];
     for (const path of SYSTEM_MOUNT_POINTS) await mountPoints.ensure(path, 'directory');
     const resolved: ResolvedMount[] = [];
     for (const mount of mounts) {
@@ -100,16 +154,14 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
       network: options.network,
       insecure: options.insecure ?? false,
       mounts: resolved,
+      ...(options.terminal ? { terminal: true } : {}),
+      ...(options.readonlyRootfs ? { readonlyRootfs: true } : {}),
       ...(options.insecure ? { hostCapabilities: await ownCapabilities() } : {}),
     };
-    const io = { onOutput: options.onOutput, signal: options.signal };
-    if (isolation === 'runc') {
-      return await runWithRunc((await findRunc()) as string, config, scratch, io);
-    }
-    return await runWithChroot(config, io);
-  } finally {
+    return { config, release: () => mountPoints.removeCreated() };
+  } catch (err) {
     await mountPoints.removeCreated();
-    await rm(scratch, { recursive: true, force: true });
+    throw err;
   }
 }
 
@@ -163,7 +215,7 @@ async function chooseIsolation(requested: 'auto' | Isolation): Promise<Isolation
   return requested;
 }
 
-function validate(options: RunProcessOptions): void {
+function validate(options: Omit<RunProcessOptions, 'isolation' | 'onOutput' | 'signal'>): void {
   const fail = (message: string): never => {
     throw new StrataError('INVALID_ARGUMENT', message);
   };
@@ -187,9 +239,13 @@ function validate(options: RunProcessOptions): void {
  * the host's as it is (with host networking its nameservers are reachable, with none nothing
  * is), or Docker's public fallback when the host has none.
  */
-async function etcFileMounts(scratch: string, hostname: string): Promise<ResolvedMount[]> {
-  const dir = join(scratch, 'etc');
-  await mkdir(dir);
+async function etcFileMounts(
+  dir: string,
+  hostname: string,
+  network: NetworkMode,
+  extraHosts: readonly string[],
+): Promise<ResolvedMount[]> {
+  await mkdir(dir, { recursive: true });
   let resolvConf: string;
   try {
     resolvConf = await readFile('/etc/resolv.conf', 'utf8');
@@ -197,8 +253,9 @@ async function etcFileMounts(scratch: string, hostname: string): Promise<Resolve
     if (errnoCode(err) !== 'ENOENT') throw err;
     resolvConf = FALLBACK_RESOLV_CONF;
   }
+  if (typeof network === 'object') resolvConf = withoutLoopbackNameservers(resolvConf);
   const files: Array<[string, string]> = [
-    ['hosts', hostsFile(hostname)],
+    ['hosts', hostsFile(hostname) + extraHosts.map((line) => `${line}\n`).join('')],
     ['hostname', `${hostname}\n`],
     ['resolv.conf', resolvConf],
   ];
@@ -216,7 +273,19 @@ async function etcFileMounts(scratch: string, hostname: string): Promise<Resolve
   return mounts;
 }
 
-async function callerMounts(options: RunProcessOptions): Promise<ResolvedMount[]> {
+/**
+ * A private network namespace cannot reach the host's loopback resolver (systemd-resolved's
+ * 127.0.0.53, a local dnsmasq): Docker drops such nameservers and, when none is left, uses its
+ * public fallback. Same here.
+ */
+export function withoutLoopbackNameservers(resolvConf: string): string {
+  const lines = resolvConf.split('\n');
+  const kept = lines.filter((line) => !/^\s*nameserver\s+(127\.|::1\b)/.test(line));
+  if (kept.some((line) => /^\s*nameserver\s/.test(line))) return kept.join('\n');
+  return `${kept.join('\n').replace(/\n*$/, '\n')}${FALLBACK_RESOLV_CONF}`.replace(/^\n+/, '');
+}
+
+async function callerMounts(options: Pick<RunProcessOptions, 'mounts'>): Promise<ResolvedMount[]> {
   const mounts: ResolvedMount[] = [];
   for (const mount of options.mounts ?? []) {
     let source: string | undefined;

@@ -39,8 +39,11 @@ export interface RunProcessOptions {
   additionalGids?: number[];
   /** Default: a random 12-hex id, like BuildKit. */
   hostname?: string;
-  /** 'host' shares the host's network namespace; 'none' gets a fresh one with only `lo`. */
-  network: 'host' | 'none';
+  /**
+   * 'host' shares the host's network namespace; 'none' gets a fresh one with only `lo`; a
+   * `namespacePath` joins that namespace (runc isolation only).
+   */
+  network: NetworkMode;
   mounts?: RuntimeMount[];
   /** `RUN --security=insecure`: all capabilities, no masked paths, devices allowed, /sys writable. */
   insecure?: boolean;
@@ -74,6 +77,13 @@ export interface ResolvedMount {
   options: string[];
 }
 
+/**
+ * Where the process's network comes from: the host's namespace, a fresh one with only `lo`, or
+ * an existing namespace (a bind-mounted nsfs file) that someone else wired up — strata run's
+ * private network, connected to the host by pasta.
+ */
+export type NetworkMode = 'host' | 'none' | { namespacePath: string };
+
 /** Everything an isolation needs to start the process; index.ts builds it from the options. */
 export interface ContainerConfig {
   /** Real path (symlinks resolved) of the root filesystem. */
@@ -85,8 +95,12 @@ export interface ContainerConfig {
   gid: number;
   additionalGids: number[];
   hostname: string;
-  network: 'host' | 'none';
+  network: NetworkMode;
   insecure: boolean;
+  /** The process gets a terminal (runc creates the pty; only `runc run`/`exec` in the foreground). */
+  terminal?: boolean;
+  /** The root filesystem is mounted read-only (`strata run --read-only`). */
+  readonlyRootfs?: boolean;
   /** /etc/hosts, /etc/hostname, /etc/resolv.conf, then the caller's mounts, in mount order. */
   mounts: ResolvedMount[];
   /**
@@ -218,7 +232,7 @@ export interface OciSpec {
   hostname: string;
   mounts: OciMount[];
   linux: {
-    namespaces: Array<{ type: string }>;
+    namespaces: Array<{ type: string; path?: string }>;
     resources: { devices: Array<{ allow: boolean; access: string }> };
     maskedPaths?: string[];
     readonlyPaths?: string[];
@@ -290,29 +304,46 @@ export function ociMount(mount: ResolvedMount): OciMount {
   };
 }
 
-export function ociSpec(config: ContainerConfig): OciSpec {
-  const namespaces = ['pid', 'ipc', 'uts', 'mount', ...(config.network === 'none' ? ['network'] : [])];
+/** The process part of the spec: also what `runc exec --process` takes for `strata exec`. */
+export type OciProcess = OciSpec['process'];
+
+export function ociProcess(
+  config: Pick<
+    ContainerConfig,
+    'args' | 'env' | 'cwd' | 'uid' | 'gid' | 'additionalGids' | 'insecure' | 'hostCapabilities' | 'terminal'
+  >,
+): OciProcess {
   const user =
     config.additionalGids.length > 0
       ? { uid: config.uid, gid: config.gid, additionalGids: [...config.additionalGids] }
       : { uid: config.uid, gid: config.gid };
   return {
+    terminal: config.terminal ?? false,
+    user,
+    args: [...config.args],
+    env: [...config.env],
+    cwd: config.cwd,
+    capabilities: capabilitiesFor(config.uid, config.insecure, config.hostCapabilities),
+    noNewPrivileges: false,
+  };
+}
+
+export function ociSpec(config: ContainerConfig): OciSpec {
+  const namespaces: Array<{ type: string; path?: string }> = ['pid', 'ipc', 'uts', 'mount'].map((type) => ({
+    type,
+  }));
+  // runc brings `lo` up itself in a network namespace it creates; a joined one is wired already.
+  if (config.network === 'none') namespaces.push({ type: 'network' });
+  else if (typeof config.network === 'object')
+    namespaces.push({ type: 'network', path: config.network.namespacePath });
+  return {
     ociVersion: '1.0.2',
-    process: {
-      terminal: false,
-      user,
-      args: [...config.args],
-      env: [...config.env],
-      cwd: config.cwd,
-      capabilities: capabilitiesFor(config.uid, config.insecure, config.hostCapabilities),
-      noNewPrivileges: false,
-    },
-    root: { path: config.rootfs, readonly: false },
+    process: ociProcess(config),
+    root: { path: config.rootfs, readonly: config.readonlyRootfs ?? false },
     hostname: config.hostname,
     mounts: [...systemMounts(config.insecure), ...config.mounts.map(ociMount)],
     linux: {
-      // runc brings `lo` up itself in a network namespace it creates.
-      namespaces: namespaces.map((type) => ({ type })),
+      namespaces,
       // Deny-all is what keeps CAP_MKNOD harmless; runc appends allow rules for the default
       // devices (null, zero, full, random, urandom, tty, ptmx). No resource limits are set.
       resources: { devices: [{ allow: config.insecure, access: 'rwm' }] },
