@@ -7,12 +7,7 @@ import { parseGoDuration } from '../oci/duration.js';
 import { resolveStoreRoot } from '../store/paths.js';
 import { loadRegistryServerConfig, type RegistryServerConfig } from '../registry/server/config.js';
 import { collectGarbage } from '../registry/server/gc.js';
-import {
-  openRegistryStorage,
-  startRegistryServer,
-  summarizeGc,
-  withGcLock,
-} from '../registry/server/server.js';
+import { openRegistryStorage, startRegistryServer, withGcLock } from '../registry/server/server.js';
 
 interface ServeFlags {
   addr?: string;
@@ -103,7 +98,6 @@ export function registerRegistryServerCommands(program: Command, ctx: CliContext
           log: (line) => ctx.print(line),
         }),
       );
-      ctx.print(summarizeGc(report));
       ctx.print(`${report.dryRun ? 'would free' : 'freed'} ${humanSize(report.bytesFreed)}`);
     });
 }

@@ -148,6 +148,33 @@ test('mistakes name the file, the line and the key', () => {
   );
 });
 
+test('mistakes found after the schema name their line too', () => {
+  assert.throws(
+    () => parse('# registry\nhttp:\n  addr: nonsense\n'),
+    /: config\.yml:3: http\.addr: invalid address "nonsense"/,
+  );
+  assert.throws(
+    () =>
+      parse(
+        'version: 0.1\nauth:\n  htpasswd: {path: /a}\n  token: {service: s, issuer: i, jwks: /j, realm: r}\n',
+      ),
+    /: config\.yml:2: auth: choose htpasswd or token, not both/,
+  );
+  assert.throws(
+    () => parse('auth:\n  token:\n    service: s\n    issuer: i\n'),
+    /: config\.yml:2: auth\.token: needs builtin/,
+  );
+  assert.throws(
+    () => parse('storage: {inmemory: {}}\nauth:\n  token:\n    service: s\n    issuer: i\n    builtin: {}\n'),
+    /: config\.yml:6: auth\.token\.builtin\.key: required with in-memory storage/,
+  );
+  // Rules without authentication would be a registry that looks locked and is not.
+  assert.throws(
+    () => parse('auth:\n  access:\n    - {account: a, repository: r, actions: [pull]}\n'),
+    /: config\.yml:2: auth\.access: rules need auth\.htpasswd or auth\.token/,
+  );
+});
+
 test('listen addresses', () => {
   assert.deepEqual(parseListenAddress(':5000'), { host: '0.0.0.0', port: 5000 });
   assert.deepEqual(parseListenAddress('localhost:0'), { host: 'localhost', port: 0 });

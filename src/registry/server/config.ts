@@ -205,11 +205,32 @@ export function parseRegistryServerConfig(
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const keys = issue.path.map(String);
-    const node = settings.getIn(keys, true) as { range?: [number, number, number] } | undefined;
-    const line = node?.range ? lines.linePos(node.range[0]).line : undefined;
-    throw configError(source, line, `${keys.join('.') || '(top)'}: ${issue.message}`);
+    throw configError(
+      source,
+      lineOfKey(settings, lines, keys),
+      `${keys.join('.') || '(top)'}: ${issue.message}`,
+    );
   }
-  return resolve(parsed.data, source, options);
+  return resolve(parsed.data, { source, lineOf: (keys) => lineOfKey(settings, lines, keys) }, options);
+}
+
+/** Where a config mistake is: the file, and the line of a key (when the file set it). */
+interface Where {
+  readonly source: string;
+  readonly lineOf: (keys: readonly string[]) => number | undefined;
+}
+
+/** The line of the key itself (`auth:`) when the path ends at a mapping key, else of the value. */
+function lineOfKey(document: Document, lines: LineCounter, keys: readonly string[]): number | undefined {
+  const parent = keys.length > 1 ? document.getIn(keys.slice(0, -1), true) : document.contents;
+  const last = keys.at(-1);
+  if (isMap(parent) && last !== undefined) {
+    const pair = parent.items.find((item) => isScalar(item.key) && String(item.key.value) === last);
+    const keyRange = pair && isScalar(pair.key) ? pair.key.range : undefined;
+    if (keyRange) return lines.linePos(keyRange[0]).line;
+  }
+  const node = document.getIn(keys, true) as { range?: [number, number, number] } | undefined;
+  return node?.range ? lines.linePos(node.range[0]).line : undefined;
 }
 
 /** REGISTRY_HTTP_TLS_CERTIFICATE=… sets http.tls.certificate (distribution's rule). */
@@ -241,15 +262,26 @@ function applyFlags(document: Document, flags: RegistryServerFlags): void {
   if (flags.gcInterval !== undefined) document.setIn(['gc', 'interval'], flags.gcInterval);
 }
 
-function resolve(file: FileConfig, source: string, options: { defaultRoot: string }): RegistryServerConfig {
-  const listen = parseListenAddress(file.http?.addr ?? DEFAULT_REGISTRY_ADDR, source);
+function resolve(file: FileConfig, where: Where, options: { defaultRoot: string }): RegistryServerConfig {
+  const source = where.source;
+  const listen = parseListenAddress(
+    file.http?.addr ?? DEFAULT_REGISTRY_ADDR,
+    source,
+    where.lineOf(['http', 'addr']),
+  );
   const storage = file.storage?.filesystem
     ? { driver: 'filesystem' as const, root: file.storage.filesystem.rootdirectory }
     : file.storage?.inmemory !== undefined
       ? { driver: 'inmemory' as const }
       : { driver: 'filesystem' as const, root: options.defaultRoot };
   const tls = file.http?.tls ? { certificate: file.http.tls.certificate, key: file.http.tls.key } : undefined;
-  const auth = resolveAuth(file, source, storage);
+  const auth = resolveAuth(file, where, storage);
+  if (auth.kind === 'none' && file.auth?.access !== undefined)
+    throw configError(
+      source,
+      where.lineOf(['auth', 'access']),
+      'auth.access: rules need auth.htpasswd or auth.token (without authentication nobody can be told apart)',
+    );
   const millis = (text: string | undefined, fallback: number): number =>
     text === undefined ? fallback : Math.round((parseGoDuration(text) as number) / 1e6);
   const purging = file.storage?.maintenance?.uploadpurging;
@@ -273,25 +305,35 @@ function resolve(file: FileConfig, source: string, options: { defaultRoot: strin
   };
 }
 
-function resolveAuth(file: FileConfig, source: string, storage: RegistryServerConfig['storage']): AuthConfig {
+function resolveAuth(file: FileConfig, where: Where, storage: RegistryServerConfig['storage']): AuthConfig {
+  const source = where.source;
   const htpasswd = file.auth?.htpasswd;
   const token = file.auth?.token;
-  if (htpasswd && token) throw configError(source, undefined, 'auth: choose htpasswd or token, not both');
+  if (htpasswd && token)
+    throw configError(source, where.lineOf(['auth']), 'auth: choose htpasswd or token, not both');
   if (htpasswd) return { kind: 'htpasswd', realm: htpasswd.realm ?? 'strata-registry', path: htpasswd.path };
   if (!token) return { kind: 'none' };
   if (!token.builtin && !token.rootcertbundle && !token.jwks && !token.publickey)
     throw configError(
       source,
-      undefined,
+      where.lineOf(['auth', 'token']),
       'auth.token: needs builtin, rootcertbundle, jwks or publickey to verify tokens',
     );
   if (!token.builtin && token.realm === undefined)
-    throw configError(source, undefined, 'auth.token.realm: required for an external token issuer');
+    throw configError(
+      source,
+      where.lineOf(['auth', 'token']),
+      'auth.token.realm: required for an external token issuer',
+    );
   const builtin = token.builtin;
   let key = builtin?.key;
   if (builtin && key === undefined) {
     if (storage.driver !== 'filesystem')
-      throw configError(source, undefined, 'auth.token.builtin.key: required with in-memory storage');
+      throw configError(
+        source,
+        where.lineOf(['auth', 'token', 'builtin']),
+        'auth.token.builtin.key: required with in-memory storage',
+      );
     key = `${storage.root}/token-signing-key.pem`;
   }
   return {
@@ -318,11 +360,15 @@ function resolveAuth(file: FileConfig, source: string, storage: RegistryServerCo
 }
 
 /** `:5000`, `0.0.0.0:5000`, `127.0.0.1:5000`, `[::1]:5000`, `localhost:5000`. */
-export function parseListenAddress(text: string, source = 'addr'): { host: string; port: number } {
+export function parseListenAddress(
+  text: string,
+  source = 'addr',
+  line?: number,
+): { host: string; port: number } {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
   const port = match ? Number(match[3]) : NaN;
   if (!match || port > 65535)
-    throw configError(source, undefined, `http.addr: invalid address "${text}": expected HOST:PORT or :PORT`);
+    throw configError(source, line, `http.addr: invalid address "${text}": expected HOST:PORT or :PORT`);
   const host = match[1] ?? match[2] ?? '';
   return { host: host === '' ? '0.0.0.0' : host, port };
 }

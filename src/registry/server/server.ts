@@ -18,7 +18,7 @@ import {
 } from './auth/token.js';
 import type { Authorizer, TokenEndpoint } from './auth/types.js';
 import type { RegistryServerConfig } from './config.js';
-import { collectGarbage, type GcReport } from './gc.js';
+import { collectGarbage } from './gc.js';
 import { createRegistryHandler, type AccessLogEntry } from './http.js';
 import { Registry } from './registry.js';
 import type { StorageDriver } from './storage/driver.js';
@@ -75,10 +75,12 @@ export async function startRegistryServer(
   // A 1 GB layer over a slow link takes longer than Node's default 5-minute request timeout.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  // The realm must be known before listening; with port 0 the real port is known only after.
+  // Key, htpasswd and certificate files are read before anything listens, so a mistake there
+  // leaves no port open; the default realm needs the bound address, known only after listen.
+  let url = '';
+  const { authorizer, tokenEndpoint } = await setUpAuth(config, () => url, scheme);
   const port = await listen(server, config.listen.host, config.listen.port);
-  const url = `${scheme}://${urlHost(config.listen.host)}:${port}`;
-  const { authorizer, tokenEndpoint } = await setUpAuth(config, url, scheme);
+  url = `${scheme}://${urlHost(config.listen.host)}:${port}`;
 
   const accessLog = config.accessLog ? options.accessLog : undefined;
   server.on(
@@ -119,7 +121,7 @@ export async function startRegistryServer(
 
 async function setUpAuth(
   config: RegistryServerConfig,
-  url: string,
+  url: () => string,
   scheme: 'http' | 'https',
 ): Promise<{ authorizer?: Authorizer; tokenEndpoint?: TokenEndpoint }> {
   const auth = config.auth;
@@ -129,7 +131,7 @@ async function setUpAuth(
       : undefined;
   if (auth.kind === 'none') return {};
   if (auth.kind === 'htpasswd') {
-    const users = await Htpasswd.load(auth.path);
+    const users = await configured('auth.htpasswd.path', Htpasswd.load(auth.path));
     return {
       authorizer: basicAuthorizer({
         realm: auth.realm,
@@ -151,7 +153,10 @@ async function setUpAuth(
       path: TOKEN_PATH,
       service: auth.service,
       issuer,
-      users: auth.builtin.htpasswd !== undefined ? await Htpasswd.load(auth.builtin.htpasswd) : undefined,
+      users:
+        auth.builtin.htpasswd !== undefined
+          ? await configured('auth.token.builtin.htpasswd', Htpasswd.load(auth.builtin.htpasswd))
+          : undefined,
       rules,
       anonymousRead: config.anonymousRead,
       expiresInSeconds: auth.builtin.expiresInSeconds,
@@ -159,23 +164,36 @@ async function setUpAuth(
   }
   if (auth.rootCertBundle !== undefined || auth.jwks !== undefined || auth.publicKey !== undefined) {
     issuers.push(
-      await loadTrustedIssuer({
-        issuer: auth.issuer,
-        ...(auth.rootCertBundle !== undefined ? { rootCertBundle: auth.rootCertBundle } : {}),
-        ...(auth.jwks !== undefined ? { jwks: auth.jwks } : {}),
-        ...(auth.publicKey !== undefined ? { publicKey: auth.publicKey } : {}),
-      }),
+      await configured(
+        'auth.token',
+        loadTrustedIssuer({
+          issuer: auth.issuer,
+          ...(auth.rootCertBundle !== undefined ? { rootCertBundle: auth.rootCertBundle } : {}),
+          ...(auth.jwks !== undefined ? { jwks: auth.jwks } : {}),
+          ...(auth.publicKey !== undefined ? { publicKey: auth.publicKey } : {}),
+        }),
+      ),
     );
   }
   return {
     authorizer: tokenAuthorizer({
-      realm: auth.realm ?? ((request) => `${scheme}://${realmHost(request.host, url)}${TOKEN_PATH}`),
+      realm: auth.realm ?? ((request) => `${scheme}://${realmHost(request.host, url())}${TOKEN_PATH}`),
       service: auth.service,
       validator: createTokenValidator({ audience: auth.service, issuers }),
       anonymousRead: config.anonymousRead,
     }),
     ...(tokenEndpoint ? { tokenEndpoint } : {}),
   };
+}
+
+/** A file a config key names could not be used: the message says which key. */
+async function configured<T>(key: string, loading: Promise<T>): Promise<T> {
+  try {
+    return await loading;
+  } catch (err) {
+    if (err instanceof StrataError) throw new StrataError(err.code, `${key}: ${err.message}`, { cause: err });
+    throw err;
+  }
 }
 
 /**
@@ -207,7 +225,6 @@ function scheduleGc(
         log,
       }),
     )
-      .then((report) => log(`online gc: ${summarizeGc(report)}`))
       .catch((err: unknown) => log(`online gc failed: ${describeError(err)}`))
       .finally(() => {
         running = false;
@@ -215,16 +232,6 @@ function scheduleGc(
   }, interval);
   timer.unref();
   return () => clearInterval(timer);
-}
-
-export function summarizeGc(report: GcReport): string {
-  const verb = report.dryRun ? 'would delete' : 'deleted';
-  return (
-    `${report.repositories} repositories, ${report.manifestsMarked} manifests and ${report.blobsMarked} blobs in use; ` +
-    `${verb} ${report.blobsDeleted.length} blobs (${report.bytesFreed} bytes), ` +
-    `${report.manifestsDeleted.length} untagged manifests and ${report.uploadsPurged} stale uploads; ` +
-    `${report.blobsSpared} unreferenced blobs spared (used within the grace period)`
-  );
 }
 
 function listen(server: Server, host: string, port: number): Promise<number> {
