@@ -14,3 +14,5 @@ if (only === undefined || only === 'registry-server')
   await (await import('./registry-server.js')).benchRegistryServer();
 if (only === undefined || only === 'lint') await (await import('./lint.js')).benchLint();
 if (only === undefined || only === 'analyze') await (await import('./analyze.js')).benchAnalyze();
+if (only === undefined || only === 'container-run')
+  await (await import('./container-run.js')).benchContainerRun();

@@ -77,6 +77,8 @@ function takeDeferredCaCerts() {
 }
 
 if (require.main === module) {
+  // bin/strata puts `--` before the user's arguments (Node 20 would read `--env-file` after it).
+  if (process.argv[2] === '--') process.argv.splice(2, 1);
   takeDeferredCaCerts();
   try {
     run(BUNDLE);

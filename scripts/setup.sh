@@ -16,7 +16,9 @@ packages=(
   uidmap
   debootstrap       # opt-in debian:bookworm test image
   attr              # getfattr/setfattr: xattrs and overlay opaque markers in layers
-  tmux              # drives the interactive image explorer in its tests
+  tmux              # drives the interactive image explorer and `run -it` in their tests
+  passt             # pasta: user-space network stack for `strata run` with published ports
+  tini              # `strata run --init`
 )
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

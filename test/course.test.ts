@@ -40,6 +40,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY server.js package.json ./
 USER app
 EXPOSE 3000
+HEALTHCHECK --interval=1s --timeout=3s --retries=3 CMD ["node", "-e", "require('http').get('http://127.0.0.1:3000/', (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))"]
 CMD ["node", "server.js"]
 `;
 
@@ -184,7 +185,7 @@ describe('course exercise: a Node.js web app, single-stage vs multi-stage', () =
   });
 
   test('the app works in the image: node runs server.js with its dependency', async () => {
-    // No `strata run` yet: run the image's command with the runtime through a one-off build step.
+    // The image's command through the runtime in a one-off build step (strata run: next test).
     const probe = join(dir.path, 'probe');
     await mkdir(probe, { recursive: true });
     await writeFile(
@@ -197,6 +198,30 @@ describe('course exercise: a Node.js web app, single-stage vs multi-stage', () =
       `bin/strata --root ${root} export course/probe | tar -xOf - tmp/answer`,
     ]);
     assert.match(answer.stdout, /"message":"Hello from strata!"/);
+  });
+
+  test('strata run: the app answers on localhost:5000, runs as app, its healthcheck turns healthy', async () => {
+    await strataOk(root, ['run', '-d', '--name', 'course-app', '-p', '5000:3000', 'course/app:multi']);
+    try {
+      let answer = '';
+      for (let attempt = 0; attempt < 100 && answer === ''; attempt++) {
+        answer = (await run('curl', ['-fsS', '--noproxy', '*', '-m', '2', 'http://localhost:5000/'])).stdout;
+        if (answer === '') await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.match(answer, /"message":"Hello from strata!"/);
+      assert.equal((await strataOk(root, ['exec', 'course-app', 'whoami'])).stdout, 'app\n');
+      let health = '';
+      for (let attempt = 0; attempt < 100 && health !== 'healthy'; attempt++) {
+        health = (
+          await strataOk(root, ['inspect', '--format', '{{.State.Health.Status}}', 'course-app'])
+        ).stdout.trim();
+        if (health !== 'healthy') await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.equal(health, 'healthy');
+      assert.match((await strataOk(root, ['ps', '--format', '{{.Status}}'])).stdout, /\(healthy\)/);
+    } finally {
+      await run('bin/strata', ['--root', root, 'rm', '-f', 'course-app']);
+    }
   });
 
   test('changing only the app code reuses the dependency layer', async () => {

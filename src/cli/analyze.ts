@@ -203,26 +203,32 @@ export function registerAnalyzeCommands(program: Command, ctx: CliContext): void
     .description(
       'Show what changed between two images: paths added (A), removed (D) or changed (C), and config fields',
     )
-    .argument('<image1>', 'the image before: any form analyze accepts')
-    .argument('<image2>', 'the image after')
+    .argument('<image1>', 'the image before: any form analyze accepts (alone: a container, as docker diff)')
+    .argument('[image2]', 'the image after')
     .option('--json', 'print the differences as JSON (schema: docs/analyze.md)')
     .option('--platform <platform>', 'the platform to compare in multi-platform images')
-    .action(async (first: string, second: string, flags: { json?: boolean; platform?: string }) => {
-      const platform = flags.platform === undefined ? undefined : parsePlatform(flags.platform);
-      const open = (image: string) =>
-        openImageSource(image, { store: () => ctx.openStore(), platform, pull, pullIntoStore: false });
-      const before = await open(first);
-      try {
-        const after = await open(second);
-        try {
-          const difference = await diffImages(before, after);
-          if (flags.json) ctx.print(JSON.stringify(difference, null, 2));
-          else ctx.stdout.write(formatImageDiff(difference));
-        } finally {
-          await after.close();
+    .action(
+      async (first: string, second: string | undefined, flags: { json?: boolean; platform?: string }) => {
+        if (second === undefined) {
+          await (await import('./container.js')).printContainerDiff(ctx, first);
+          return;
         }
-      } finally {
-        await before.close();
-      }
-    });
+        const platform = flags.platform === undefined ? undefined : parsePlatform(flags.platform);
+        const open = (image: string) =>
+          openImageSource(image, { store: () => ctx.openStore(), platform, pull, pullIntoStore: false });
+        const before = await open(first);
+        try {
+          const after = await open(second);
+          try {
+            const difference = await diffImages(before, after);
+            if (flags.json) ctx.print(JSON.stringify(difference, null, 2));
+            else ctx.stdout.write(formatImageDiff(difference));
+          } finally {
+            await after.close();
+          }
+        } finally {
+          await before.close();
+        }
+      },
+    );
 }

@@ -228,9 +228,10 @@ function definePrune(command: Command, ctx: CliContext): Command {
     });
 }
 
-function defineInspect(command: Command, ctx: CliContext): Command {
+/** `containers`: the top-level `inspect` also finds containers (an image of that name first). */
+function defineInspect(command: Command, ctx: CliContext, containers = false): Command {
   return command
-    .description('Display detailed information on one or more images')
+    .description(`Display detailed information on one or more images${containers ? ' or containers' : ''}`)
     .argument('<images...>', 'names or IDs')
     .option('-f, --format <format>', 'format the output using the given Go template')
     .action(async (names: string[], options: { format?: string }) => {
@@ -241,8 +242,12 @@ function defineInspect(command: Command, ctx: CliContext): Command {
         try {
           found.push(inspectImage(await findImage(store, name)));
         } catch (err) {
-          if (err instanceof StrataError && err.code === 'NOT_FOUND') missing.push(err.message);
-          else throw err;
+          if (!(err instanceof StrataError && err.code === 'NOT_FOUND')) throw err;
+          const container = containers
+            ? await (await import('./container.js')).inspectContainers(store, [name])
+            : undefined;
+          if (container && container.found.length > 0) found.push(...container.found);
+          else missing.push(err.message);
         }
       }
       if (options.format !== undefined) {
@@ -456,7 +461,7 @@ export function registerImageCommands(program: Command, ctx: CliContext): void {
   defineImages(program.command('images'), ctx);
   defineTag(program.command('tag'), ctx);
   defineRmi(program.command('rmi'), ctx);
-  defineInspect(program.command('inspect'), ctx);
+  defineInspect(program.command('inspect'), ctx, true);
   defineHistory(program.command('history'), ctx);
   defineSave(program.command('save'), ctx);
   defineLoad(program.command('load'), ctx);

@@ -30,6 +30,24 @@ const GROUPS: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Regi
     load: async () => [(await import('./registry-server.js')).registerRegistryServerCommands],
   },
   { names: ['lint'], load: async () => [(await import('./lint.js')).registerLintCommands] },
+  {
+    names: [
+      'run',
+      'create',
+      'start',
+      'stop',
+      'restart',
+      'kill',
+      'rm',
+      'wait',
+      'ps',
+      'logs',
+      'exec',
+      'commit',
+      'container',
+    ],
+    load: async () => [(await import('./container.js')).registerContainerCommands],
+  },
   { names: ['analyze', 'diff'], load: async () => [(await import('./analyze.js')).registerAnalyzeCommands] },
 ];
 

@@ -98,7 +98,10 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
   }
 }
 
-export interface PrepareContainerOptions extends Omit<RunProcessOptions, 'isolation' | 'onOutput' | 'signal'> {
+export interface PrepareContainerOptions extends Omit<
+  RunProcessOptions,
+  'isolation' | 'onOutput' | 'signal'
+> {
   /** Where /etc/hosts, /etc/hostname and /etc/resolv.conf are written (created if missing). */
   etcDir: string;
   /** Extra /etc/hosts lines (`--add-host`), after the defaults. */
@@ -371,7 +374,8 @@ async function checkExecutable(
         .map((dir) => `${dir}/${command}`);
   for (const candidate of candidates) {
     const inRoot = await resolveInRootfs(rootfs, candidate);
-    if (mounts.some((mount) => inRoot.startsWith(`${mount.destination}/`))) return;
+    if (mounts.some((mount) => inRoot === mount.destination || inRoot.startsWith(`${mount.destination}/`)))
+      return;
     const host = hostPathOf(rootfs, inRoot);
     try {
       if ((await stat(host)).isFile()) {

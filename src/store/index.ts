@@ -1,6 +1,8 @@
 import { BuildCache } from './build-cache.js';
-import { mkdir, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Descriptor } from '../oci/types.js';
+import { writeFileAtomic } from './atomic.js';
 import { StrataError, errnoCode } from '../errors.js';
 import { ContentStore } from './content.js';
 import { collectGarbage, type GcOptions, type GcReport } from './gc.js';
@@ -126,7 +128,49 @@ export class Store {
     return this.leases.create();
   }
 
-  collectGarbage(options: GcOptions = {}): Promise<GcReport> {
-    return collectGarbage(this, options);
+  /**
+   * Pins `target` as a GC root under `name` until `unpin(name)`: content that something other
+   * than an image name needs (a container's image, which `rmi` may untag while it runs).
+   * `pins/<name>.json` holds the descriptor.
+   */
+  async pin(name: string, target: Descriptor): Promise<void> {
+    await mkdir(this.layout.pins, { recursive: true, mode: 0o755 });
+    await writeFileAtomic(join(this.layout.pins, `${pinFileName(name)}.json`), JSON.stringify(target));
   }
+
+  async unpin(name: string): Promise<void> {
+    await rm(join(this.layout.pins, `${pinFileName(name)}.json`), { force: true });
+  }
+
+  /** Every pinned descriptor (unreadable pin files are skipped). */
+  async pinnedTargets(): Promise<Descriptor[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.layout.pins);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return [];
+      throw err;
+    }
+    const targets: Descriptor[] = [];
+    for (const name of names.filter((entry) => entry.endsWith('.json'))) {
+      try {
+        targets.push(JSON.parse(await readFile(join(this.layout.pins, name), 'utf8')) as Descriptor);
+      } catch {
+        // A torn write cannot happen (atomic), a hand-edited file protects nothing.
+      }
+    }
+    return targets;
+  }
+
+  async collectGarbage(options: GcOptions = {}): Promise<GcReport> {
+    const pinned = await this.pinnedTargets();
+    return collectGarbage(this, { ...options, extraRoots: [...(options.extraRoots ?? []), ...pinned] });
+  }
+}
+
+/** Pin names are free text (`container-<id>`); kept to safe file names. */
+function pinFileName(name: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name))
+    throw new StrataError('INVALID_ARGUMENT', `invalid pin name ${name}`);
+  return name;
 }

@@ -43,6 +43,8 @@ export interface StoreLayout {
   leases: string;
   imagesLock: string;
   gcLock: string;
+  /** GC roots held by something other than a name (a container's image): `pins/<name>.json`. */
+  pins: string;
 }
 
 export function storeLayout(root: string): StoreLayout {
@@ -58,5 +60,6 @@ export function storeLayout(root: string): StoreLayout {
     leases: join(root, 'leases'),
     imagesLock: join(locks, 'images.lock'),
     gcLock: join(locks, 'gc.lock'),
+    pins: join(root, 'pins'),
   };
 }
