@@ -16,13 +16,14 @@
  * a listing never sees half a container.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { StrataError, errnoCode } from '../errors.js';
 import { withFileLock, writeFileAtomic } from '../store/index.js';
 import type { ContainerRecord, ContainerState } from './types.js';
 import { initialState } from './types.js';
+import { readdirIfExists } from '../store/dirs.js';
 
 export interface ContainerPaths {
   dir: string;
@@ -119,13 +120,7 @@ export class ContainerStore {
 
   /** Every container, oldest first. Unreadable directories (a crash mid-removal) are skipped. */
   async list(): Promise<ContainerEntry[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return [];
-      throw err;
-    }
+    const names = await readdirIfExists(this.dir);
     const entries: ContainerEntry[] = [];
     for (const name of names) {
       if (!ID_PATTERN.test(name)) continue;

@@ -5,13 +5,14 @@
  * rename wins and both are right. Records are GC roots (store/gc.ts) until `builder prune`.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { ContentStore } from './content.js';
 import { writeFileAtomic } from './atomic.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { errnoCode } from '../errors.js';
+import { readdirIfExists } from './dirs.js';
 
 export interface CachedLayer {
   /** Uncompressed layer digest (= the stored blob's digest). */
@@ -99,13 +100,7 @@ export class BuildCache {
 
   /** Every record (for GC roots and `builder du`). */
   async list(): Promise<CacheRecord[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return [];
-      throw err;
-    }
+    const names = await readdirIfExists(this.dir);
     const records: CacheRecord[] = [];
     for (const name of names) {
       const match = /^([a-f0-9]{64})\.json$/.exec(name);

@@ -1,5 +1,5 @@
 import { BuildCache } from './build-cache.js';
-import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Descriptor } from '../oci/types.js';
 import { writeFileAtomic } from './atomic.js';
@@ -10,6 +10,7 @@ import { ImageNames } from './images.js';
 import { Leases, type Lease } from './lease.js';
 import { storeLayout, type StoreLayout } from './paths.js';
 import { SnapshotStore } from './snapshots.js';
+import { readdirIfExists } from './dirs.js';
 
 export {
   ContentStore,
@@ -144,13 +145,7 @@ export class Store {
 
   /** Every pinned descriptor (unreadable pin files are skipped). */
   async pinnedTargets(): Promise<Descriptor[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.layout.pins);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return [];
-      throw err;
-    }
+    const names = await readdirIfExists(this.layout.pins);
     const targets: Descriptor[] = [];
     for (const name of names.filter((entry) => entry.endsWith('.json'))) {
       try {

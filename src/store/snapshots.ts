@@ -10,6 +10,7 @@ import { fsyncDir, writeFileAtomic } from './atomic.js';
 import { Leases, snapshotLeaseKey } from './lease.js';
 import { processAlive } from './lock.js';
 import { storeLayout } from './paths.js';
+import { readdirIfExists } from './dirs.js';
 
 /**
  * Chain IDs of a layer stack (OCI image spec, config.md "Layer ChainID"): the identity of a
@@ -422,13 +423,4 @@ async function removeTree(path: string): Promise<void> {
     for (const entry of entries) if (entry.isDirectory()) pending.push(join(current, entry.name));
   }
   await rm(path, { recursive: true, force: true });
-}
-
-async function readdirIfExists(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return [];
-    throw err;
-  }
 }
