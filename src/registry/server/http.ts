@@ -5,7 +5,6 @@
  * token forms are read whole.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import type { Digest } from '../../oci/digest.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import type { Authorizer, Scope, TokenEndpoint } from './auth/types.js';
@@ -144,6 +143,10 @@ export function createRegistryHandler(
 
   const handle = async (exchange: Exchange): Promise<void> => {
     const { pathname } = exchange;
+    // Node removes only the chunked framing: a gzip-coded body would reach a blob as its bytes.
+    const coding = exchange.req.headers['transfer-encoding'];
+    if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked')
+      throw unsupported(`unsupported transfer encoding "${coding}"`, 501);
     if (pathname === '/healthz') return serveHealth(exchange, health);
     if (tokenEndpoint !== undefined && pathname === tokenEndpoint.path)
       return serveToken(exchange, tokenEndpoint);
@@ -269,12 +272,10 @@ async function serveBlob(
   headers['Content-Length'] = end - offset;
   if (range !== undefined) headers['Content-Range'] = `bytes ${offset}-${end - 1}/${blob.size}`;
   if (exchange.head || end === offset) return send(exchange, status, headers);
-  const stream = await blob.open(range === undefined ? undefined : { offset, end });
   exchange.res.writeHead(status, { ...API_VERSION, ...headers });
-  stream.on('data', (chunk: Buffer) => {
-    exchange.bytes += chunk.length;
-  });
-  await pipeline(stream, exchange.res);
+  await blob.copyTo(exchange.res, { offset, end });
+  exchange.bytes += end - offset;
+  exchange.res.end();
 }
 
 async function startUpload(exchange: Exchange, registry: Registry, name: string): Promise<void> {

@@ -9,7 +9,8 @@
  * memory is a cache of immutable manifest bodies and the running hash of uploads in progress.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { digestAlgorithm, digestOf, isDigest, type Digest, type DigestAlgorithm } from '../../oci/digest.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import {
@@ -53,6 +54,8 @@ export interface BlobInfo {
 export interface BlobHandle extends BlobInfo {
   /** Bytes [offset, end) — `end` exclusive; the caller destroys the stream if it gives up. */
   open(range?: { readonly offset: number; readonly end: number }): Promise<Readable>;
+  /** Writes bytes [offset, end) into `destination` without ending it (the driver's fast path when it has one). */
+  copyTo(destination: Writable, range: { readonly offset: number; readonly end: number }): Promise<void>;
 }
 
 export interface UploadStatus {
@@ -177,13 +180,19 @@ export class Registry {
       if (revision === undefined) throw blobUnknown(digest);
     }
     const driver = this.driver;
+    const open = async (range?: { readonly offset: number; readonly end: number }): Promise<Readable> => {
+      const stream = await driver.reader(dataPath, range);
+      if (stream === undefined) throw blobUnknown(digest);
+      return stream;
+    };
     return {
       digest,
       size: data.size,
-      async open(range) {
-        const stream = await driver.reader(dataPath, range);
-        if (stream === undefined) throw blobUnknown(digest);
-        return stream;
+      open,
+      async copyTo(destination, range) {
+        if (driver.copyTo)
+          return driver.copyTo(dataPath, { offset: range.offset, end: range.end }, destination);
+        await pipeline(await open(range), destination, { end: false });
       },
     };
   }

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /**
  * What the registry needs from the place its bytes live. Deliberately small and path-based (like
@@ -23,6 +23,14 @@ export interface StorageDriver {
    * undefined when absent. The stream must be destroyed by the caller when abandoned.
    */
   reader(path: string, range?: { offset?: number; end?: number }): Promise<Readable | undefined>;
+
+  /**
+   * Optional fast path for serving: writes bytes [offset, end) of an object into `destination`
+   * (not ending it), reusing a few buffers. A reader has to allocate every chunk it hands away;
+   * at GB/s that allocation, not the disk, is what a download costs. Rejects when the object is
+   * absent or shorter than `end`, or when the destination fails or closes first.
+   */
+  copyTo?(path: string, range: { offset: number; end: number }, destination: Writable): Promise<void>;
 
   /** Size and modification time, or undefined when absent. Directories (prefixes) are objects too. */
   stat(path: string): Promise<ObjectInfo | undefined>;

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
+import { PassThrough, Writable } from 'node:stream';
 import { join, relative, sep } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
@@ -337,3 +339,41 @@ test('FilesystemDriver constructed directly (no open) creates its root and temp 
     await sandbox.cleanup();
   }
 });
+
+test('FilesystemDriver.copyTo: whole objects and ranges through reused buffers; a closed destination stops it', async () => {
+  await withFilesystemDriver(async (driver) => {
+    // 5 MiB + 3: more chunks than copyTo has buffers, and a short last one.
+    const data = randomBytes(5 * 1024 * 1024 + 3);
+    await driver.putContent('blobs/big', data);
+    const copy = async (offset: number, end: number): Promise<Buffer> => {
+      const sink = new PassThrough();
+      const collected = readAll(sink);
+      await driver.copyTo('blobs/big', { offset, end }, sink);
+      sink.end();
+      return collected;
+    };
+    assert.ok((await copy(0, data.length)).equals(data));
+    assert.ok((await copy(1_000_000, 4_500_000)).equals(data.subarray(1_000_000, 4_500_000)));
+    assert.equal((await copy(7, 7)).length, 0);
+    await assert.rejects(copy(0, data.length + 1), /shorter than expected/);
+    await assert.rejects(
+      driver.copyTo('blobs/absent', { offset: 0, end: 1 }, new PassThrough()),
+      (err: unknown) => errnoCodeOf(err) === 'ENOENT',
+    );
+
+    // A consumer that goes away mid-copy: the copy rejects instead of waiting forever.
+    const slow = new Writable({
+      highWaterMark: 1,
+      write(_chunk, _encoding, callback) {
+        setTimeout(callback, 50);
+      },
+    });
+    const copying = driver.copyTo('blobs/big', { offset: 0, end: data.length }, slow);
+    setTimeout(() => slow.destroy(), 20);
+    await assert.rejects(copying, /closed before the copy finished/);
+  });
+});
+
+function errnoCodeOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
+}
