@@ -39,7 +39,7 @@ async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
 }
 
 /** The entry the image has at `rel` (the topmost lower dir that has it), unless a whiteout hides it. */
-async function inLower(lowerDirs: readonly string[], rel: string): Promise<Stats | undefined> {
+export async function inLower(lowerDirs: readonly string[], rel: string): Promise<Stats | undefined> {
   for (const lower of lowerDirs) {
     const stats = await lstatOrUndefined(join(lower, rel));
     if (stats === undefined) continue;

@@ -7,7 +7,6 @@
  * does not require): commit a stopped container for an exact snapshot.
  */
 import { createTarFromDirectory } from '../archive/tar-writer.js';
-import { isOverlayWhiteout } from '../archive/whiteout.js';
 import { StrataError } from '../errors.js';
 import { applyChanges } from '../image/changes.js';
 import { creationTime, writeImage } from '../image/create.js';
@@ -15,6 +14,7 @@ import { setImageNames } from '../image/names.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { formatReference, parseReference } from '../oci/reference.js';
 import type { ContainerConfig, ImageConfig } from '../oci/types.js';
+import { inLower } from './changes.js';
 import { imageLowerDirs } from './rootfs.js';
 import { containerImage, type ContainerContext } from './process.js';
 import type { ContainerEntry } from './store.js';
@@ -69,17 +69,6 @@ export async function commitContainer(
     INIT_PATH,
     ...record.mounts.map((mount) => mount.destination),
   ]);
-  const inLower = async (rel: string): Promise<boolean> => {
-    for (const lower of lowerDirs) {
-      try {
-        const stats = await lstat(join(lower, rel));
-        return !isOverlayWhiteout(stats);
-      } catch {
-        // Next layer down.
-      }
-    }
-    return false;
-  };
   // Mount points strata made while the container runs are not the container's files.
   const excluded = new Set<string>();
   for (const stub of stubs) {
@@ -87,7 +76,7 @@ export async function commitContainer(
     try {
       const stats = await lstat(join(paths.upper, rel));
       const empty = stats.isFile() ? stats.size === 0 : stats.isDirectory();
-      if (empty && !(await inLower(rel))) excluded.add(rel);
+      if (empty && (await inLower(lowerDirs, rel)) === undefined) excluded.add(rel);
     } catch {
       // Not in the upper dir.
     }
