@@ -79,8 +79,6 @@ export async function startRegistryServer(
   // leaves no port open; the default realm needs the bound address, known only after listen.
   let url = '';
   const { authorizer, tokenEndpoint } = await setUpAuth(config, () => url, scheme);
-  const port = await listen(server, config.listen.host, config.listen.port);
-  url = `${scheme}://${urlHost(config.listen.host)}:${port}`;
 
   const accessLog = config.accessLog ? options.accessLog : undefined;
   server.on(
@@ -103,6 +101,9 @@ export async function startRegistryServer(
     }),
   );
 
+  // The handler is in place before the port opens: no request can arrive to find none.
+  const port = await listen(server, config.listen.host, config.listen.port);
+  url = `${scheme}://${urlHost(config.listen.host)}:${port}`;
   const stopGc = scheduleGc(config, driver, log);
   return {
     url,
