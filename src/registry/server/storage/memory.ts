@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { ObjectInfo, ObjectWriter, StorageDriver } from './driver.js';
+import { assertSafeStoragePath } from './filesystem.js';
 
 interface StoredObject {
   data: Buffer;
@@ -93,6 +94,8 @@ export class MemoryDriver implements StorageDriver {
   }
 }
 
+/** The same paths the filesystem driver accepts ('' = the root), so tests on memory catch bad ones. */
 function normalize(path: string): string {
-  return path.replace(/^\/+|\/+$/g, '');
+  if (path !== '') assertSafeStoragePath(path);
+  return path;
 }
