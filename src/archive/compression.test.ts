@@ -27,6 +27,19 @@ const MiB = 1024 * KiB;
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
 
+/** Deterministic bytes with a flat histogram: what compressed or encrypted files look like. */
+function noise(size: number, seed: number): Buffer {
+  const out = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = (x >>> 0) >>> 24;
+  }
+  return out;
+}
+
 /** Deterministic data that compresses like real files: runs of text between runs of noise. */
 function sample(size: number, seed = 1): Buffer {
   const out = Buffer.alloc(size);
@@ -245,6 +258,44 @@ describe('parallel gzip', () => {
     assert.ok(fast.length < stored.length);
     assert.ok(gunzipSync(stored).equals(data));
     assert.ok(gunzipSync(fast).equals(data));
+  });
+
+  it('stores incompressible segments: same bytes on every path, read by zlib, gzip and pigz', async () => {
+    // Noise whose runs straddle segment (64 KiB) and block boundaries, text that refers back
+    // across a stored run, and noise at the very end, so the last piece is a final stored block.
+    const text = sample(300 * KiB, 13).filter((b) => b >= 0x20);
+    const data = Buffer.concat([
+      text.subarray(0, 100 * KiB),
+      noise(700 * KiB + 17, 1),
+      text.subarray(0, 150 * KiB),
+      noise(64 * KiB, 2),
+      text,
+      noise(200 * KiB + 5, 3),
+    ]);
+    for (const blockSize of [128 * KiB, MiB]) {
+      const none = await compress(data, 'gzip', { blockSize, parallel: false });
+      const one = await compress(data, 'gzip', { blockSize, parallel: 1 }, chunked(data, 999));
+      const two = await compress(data, 'gzip', { blockSize, parallel: 2 }, [data]);
+      assert.equal(sha(one), sha(none));
+      assert.equal(sha(two), sha(none));
+      assert.ok(gunzipSync(two).equals(data));
+      const viaGzip = await tool('gzip', ['-dc'], two);
+      assert.equal(viaGzip.code, 0, viaGzip.stderr);
+      assert.ok(viaGzip.stdout.equals(data));
+      const viaPigz = await tool('pigz', ['-dc'], two);
+      assert.equal(viaPigz.code, 0, viaPigz.stderr);
+      assert.ok(viaPigz.stdout.equals(data));
+    }
+    // Stored noise costs 5 bytes per 64 KiB; zlib's deflate of it comes out a little larger.
+    const random = noise(2 * MiB, 4);
+    const packed = await compress(random, 'gzip');
+    assert.ok(packed.length <= random.length + 5 * 64 + 18, `${packed.length}`);
+    assert.ok(packed.length <= gzipSync(random).length, `${packed.length}`);
+    assert.ok(gunzipSync(packed).equals(random));
+    // The smallest blocks are one segment each.
+    const small = await compress(random, 'gzip', { blockSize: 16 * KiB, parallel: false });
+    assert.ok(small.length <= random.length + 5 * 128 + 18, `${small.length}`);
+    assert.ok(gunzipSync(small).equals(random));
   });
 
   it('is accepted by gzip -t, pigz -d and zstd -t, which decompress it to the input', async () => {

@@ -3,9 +3,9 @@
  * identical bytes (parallel gzip promises the same output whatever runs it):
  *  - as a `worker_threads` entry point (the pool in compression.ts starts this file), where it
  *    answers `BlockJob` messages with `BlockResult`s;
- *  - imported by compression.ts for `blockDeflateOptions`, which the in-process path hands to
- *    zlib's async `deflateRaw`. Importing has no side effect: the message loop starts only inside
- *    a worker started with `workerData.role === WORKER_ROLE`.
+ *  - imported by compression.ts for `blockPlan` and `joinPieces`: the in-process path runs the
+ *    same plan with zlib's async `deflateRaw`. Importing has no side effect: the message loop
+ *    starts only inside a worker started with `workerData.role === WORKER_ROLE`.
  */
 import { deflateRawSync, constants, type ZlibOptions } from 'node:zlib';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -15,7 +15,7 @@ export const WORKER_ROLE = 'strata-gzip-block';
 
 export interface BlockJob {
   id: number;
-  /** The uncompressed block. Its ArrayBuffer is transferred to the worker. */
+  /** The uncompressed block: a view of a SharedArrayBuffer, which the worker reads in place. */
   data: Uint8Array;
   /** Up to 32 KiB of input that precedes the block (empty for the first block). */
   dictionary: Uint8Array;
@@ -35,13 +35,158 @@ export type BlockResult =
  * really is in its window. Z_SYNC_FLUSH ends a block on a byte boundary with no final-block bit,
  * so blocks can simply be concatenated.
  */
-export function blockDeflateOptions(job: Pick<BlockJob, 'dictionary' | 'level' | 'last'>): ZlibOptions {
+function blockDeflateOptions(job: Pick<BlockJob, 'dictionary' | 'level' | 'last'>): ZlibOptions {
   const options: ZlibOptions = {
     level: job.level,
     finishFlush: job.last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
   };
   if (job.dictionary.length > 0) options.dictionary = job.dictionary;
   return options;
+}
+
+/**
+ * Incompressible data (already-compressed files, random bytes) is not given to zlib: deflating it
+ * costs ~22 ms per MiB at level 6 only to emit it at its own size, while a stored block is a copy.
+ * (klauspost/compress, which skopeo and containerd use, skips such data too.) So a block is cut
+ * into SEGMENT-byte segments at fixed offsets, each full segment whose byte
+ * histogram is nearly flat is emitted as stored deflate blocks, and the runs between them are
+ * deflated as before (primed with the 32 KiB preceding them, ending with Z_SYNC_FLUSH so the next
+ * piece starts on a byte boundary). The decision depends on the block's bytes alone, so the output
+ * stays a function of (input, level, block size). A block with no such segment is deflated in one
+ * piece exactly as before this existed.
+ *
+ * Segments are small so that little noise at the edge of a noisy run lands in a segment that is
+ * deflated anyway: 16 KiB segments made deflate ~35% faster than 64 KiB ones on half-noise data.
+ */
+const SEGMENT = 16 * 1024;
+/** A stored block holds at most 65 535 bytes (its LEN field is 16 bits). */
+const STORED_MAX = 0xffff;
+const WINDOW = 32 * 1024;
+
+/** The chi-squared limit of isFlat: random data scores ~255 ± 23 at any length. */
+const FLATNESS_LIMIT = 512;
+/** A segment's prefix checked first, so that ordinary (compressible) data costs little to classify. */
+const PREFIX = 2 * 1024;
+
+/**
+ * Whether the n bytes from data[start] have a nearly flat byte histogram: the chi-squared statistic
+ * of their counts against a uniform distribution, 256·Σc²/n − n, is at most FLATNESS_LIMIT. Four
+ * interleaved histograms (`counts` has 1024 entries), because runs of one byte value would
+ * otherwise make every increment wait for the previous one.
+ */
+function isFlat(data: Uint8Array, start: number, n: number, counts: Uint32Array): boolean {
+  counts.fill(0);
+  const end = start + n;
+  for (let i = start; i < end; i += 4) {
+    counts[data[i]!]!++;
+    counts[256 + data[i + 1]!]!++;
+    counts[512 + data[i + 2]!]!++;
+    counts[768 + data[i + 3]!]!++;
+  }
+  let squares = 0;
+  for (let b = 0; b < 256; b++) {
+    const c = counts[b]! + counts[256 + b]! + counts[512 + b]! + counts[768 + b]!;
+    squares += c * c;
+  }
+  return 256 * squares - n * n <= FLATNESS_LIMIT * n;
+}
+
+/**
+ * Whether data[start, start + SEGMENT) looks incompressible: its first 2 KiB and the whole
+ * segment are both flat (isFlat); the short check first turns ordinary data away cheaply. Random
+ * data scores ~255 ± 23, far below the limit of 512. A segment at the limit has a collision
+ * entropy of 8 − log2(1 + 512/16384) ≈ 7.96 bits per byte, so entropy coding could save under
+ * 0.6% of it: storing loses nothing that matters. What a histogram cannot see are repeats of noise
+ * within 32 KiB (LZ77 could still shrink those): rare in layers, and a cost in ratio only, never
+ * in correctness. Integer arithmetic only (every value stays below 2^53), so the decision is the
+ * same on every machine.
+ */
+function looksIncompressible(data: Uint8Array, start: number, counts: Uint32Array): boolean {
+  return isFlat(data, start, PREFIX, counts) && isFlat(data, start, SEGMENT, counts);
+}
+
+/** One piece of a block's output: zlib's deflate of `data`, or stored blocks already encoded. */
+export type BlockPiece =
+  { kind: 'deflate'; data: Uint8Array; options: ZlibOptions } | { kind: 'stored'; bytes: Uint8Array };
+
+/** The 32 KiB of input before data[start] (the job's dictionary supplies what the block lacks). */
+function windowBefore(job: Pick<BlockJob, 'data' | 'dictionary'>, start: number): Uint8Array {
+  if (start >= WINDOW) return job.data.subarray(start - WINDOW, start);
+  const keep = Math.min(job.dictionary.length, WINDOW - start);
+  const window = new Uint8Array(keep + start);
+  window.set(job.dictionary.subarray(job.dictionary.length - keep), 0);
+  window.set(job.data.subarray(0, start), keep);
+  return window;
+}
+
+/**
+ * `data` as stored deflate blocks. The writer is on a byte boundary here (the gzip header, a
+ * Z_SYNC_FLUSH or another stored block came before), so a block header is one byte: BFINAL, then
+ * BTYPE 00, then padding; LEN and NLEN follow, little-endian.
+ */
+function storedBlocks(data: Uint8Array, final: boolean): Uint8Array {
+  const count = Math.ceil(data.length / STORED_MAX);
+  const out = new Uint8Array(data.length + 5 * count);
+  let at = 0;
+  for (let offset = 0; offset < data.length; offset += STORED_MAX) {
+    const length = Math.min(STORED_MAX, data.length - offset);
+    out[at] = final && offset + length === data.length ? 1 : 0;
+    out[at + 1] = length & 0xff;
+    out[at + 2] = length >>> 8;
+    out[at + 3] = ~length & 0xff;
+    out[at + 4] = (~length >>> 8) & 0xff;
+    out.set(data.subarray(offset, offset + length), at + 5);
+    at += 5 + length;
+  }
+  return out;
+}
+
+/**
+ * How a block is compressed: the pieces, in order, whose outputs are concatenated. Both the
+ * worker and the in-process path run exactly this plan (only how zlib is called differs), which
+ * is what keeps their bytes identical.
+ */
+export function blockPlan(job: BlockJob): BlockPiece[] {
+  const { data } = job;
+  const whole: BlockPiece[] = [{ kind: 'deflate', data, options: blockDeflateOptions(job) }];
+  // Level 0 is zlib's own stored mode already; a block under one segment has nothing to skip.
+  if (job.level === 0 || data.length < SEGMENT) return whole;
+  const counts = new Uint32Array(1024);
+  // Runs of consecutive segments of one kind: [start, end, stored].
+  const runs: [number, number, boolean][] = [];
+  for (let start = 0; start < data.length; start += SEGMENT) {
+    const end = Math.min(start + SEGMENT, data.length);
+    const stored = end - start === SEGMENT && looksIncompressible(data, start, counts);
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last[2] === stored) last[1] = end;
+    else runs.push([start, end, stored]);
+  }
+  if (runs.length === 1 && runs[0]![2] === false) return whole;
+  return runs.map(([start, end, stored], index): BlockPiece => {
+    const final = job.last && index === runs.length - 1;
+    const slice = data.subarray(start, end);
+    if (stored) return { kind: 'stored', bytes: storedBlocks(slice, final) };
+    const dictionary = windowBefore(job, start);
+    return {
+      kind: 'deflate',
+      data: slice,
+      options: blockDeflateOptions({ dictionary, level: job.level, last: final }),
+    };
+  });
+}
+
+/** The pieces' outputs joined into one array that owns its whole buffer (transferable). */
+export function joinPieces(outputs: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  if (outputs.length === 1) return transferable(outputs[0]!);
+  let length = 0;
+  for (const output of outputs) length += output.length;
+  const joined = new Uint8Array(length);
+  let at = 0;
+  for (const output of outputs) {
+    joined.set(output, at);
+    at += output.length;
+  }
+  return joined;
 }
 
 /** A Uint8Array that owns its whole ArrayBuffer, so that it can be transferred without copying. */
@@ -57,8 +202,10 @@ function transferable(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
 
 function compressBlock(job: BlockJob): BlockResult {
   try {
-    const deflated = transferable(deflateRawSync(job.data, blockDeflateOptions(job)));
-    return { id: job.id, ok: true, deflated, crc: crc32(job.data) };
+    const outputs = blockPlan(job).map((piece) =>
+      piece.kind === 'stored' ? piece.bytes : deflateRawSync(piece.data, piece.options),
+    );
+    return { id: job.id, ok: true, deflated: joinPieces(outputs), crc: crc32(job.data) };
   } catch (err) {
     return { id: job.id, ok: false, message: err instanceof Error ? err.message : String(err) };
   }
