@@ -3,6 +3,7 @@ import { digestAlgorithm, digestOf, isDigest, type Digest } from '../../oci/dige
 import { manifestReferences, type ManifestReferences } from './manifest-refs.js';
 import type { ObjectInfo, StorageDriver } from './storage/driver.js';
 import { StoragePaths } from './storage/paths.js';
+import { mapLimited } from './concurrency.js';
 
 export interface GcOptions {
   /** Decide and report exactly as a real run would, but change nothing. */
@@ -530,33 +531,6 @@ function summary(report: GcReport): string {
     `${report.blobsSpared} unreferenced blobs within the grace period; ` +
     `${report.dryRun ? 'would purge' : 'purged'} ${report.uploadsPurged} abandoned uploads`
   );
-}
-
-/**
- * Runs `work` over `items`, `limit` at a time. On the first failure no new item starts; the ones
- * in flight finish, then the failure is thrown (a sweep must not go on after a storage error).
- */
-async function mapLimited<T, R>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async () => {
-    while (failure === undefined && next < items.length) {
-      const index = next++;
-      try {
-        results[index] = await work(items[index]!);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure) throw failure.error;
-  return results;
 }
 
 /** At most `limit` tasks at once; only leaf storage calls go through it, so it cannot deadlock. */

@@ -28,6 +28,7 @@ import { manifestReferences, type ManifestReferences } from './manifest-refs.js'
 import { classifyReference, isRepositoryName, isTag } from './names.js';
 import type { StorageDriver } from './storage/driver.js';
 import { StoragePaths } from './storage/paths.js';
+import { mapLimited } from './concurrency.js';
 
 export interface RegistryOptions {
   readonly driver: StorageDriver;
@@ -800,24 +801,6 @@ function paginate(sorted: readonly string[], page: PageRequest): Page {
   const end = page.limit === undefined ? sorted.length : Math.min(sorted.length, start + page.limit);
   // `n=0` asks for nothing, and the spec forbids a next link then.
   return { entries: sorted.slice(start, end), more: page.limit !== 0 && end < sorted.length };
-}
-
-/** `map` with at most `limit` actions running at once; results keep the order of `items`. */
-async function mapLimited<T, R>(
-  items: readonly T[],
-  limit: number,
-  action: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await action(items[index]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 function sessionKey(name: string, id: string): string {
