@@ -5,8 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
+import { basename, join, posix } from 'node:path';
 
 import { StrataError } from '../errors.js';
 import { runHostCommandOk } from '../archive/shell-runner.js';
@@ -59,13 +59,20 @@ export interface StepRoot {
   workDir: string;
 }
 
-/** Mounts lower dirs (top first) under a fresh upper dir; without lowers the upper is used as is. */
-export async function mountStepRoot(storeRoot: string, lowerDirs: readonly string[]): Promise<StepRoot> {
+/**
+ * Mounts lower dirs (top first) under a fresh upper dir; without lowers the upper is used as is.
+ * `mountParent`: where the merged dir goes instead of the work dir (a runc session's mount root).
+ */
+export async function mountStepRoot(
+  storeRoot: string,
+  lowerDirs: readonly string[],
+  mountParent?: string,
+): Promise<StepRoot> {
   const workDir = await makeWorkDir(storeRoot);
   const upper = join(workDir, 'upper');
   await mkdir(upper, { mode: 0o755 });
   if (lowerDirs.length === 0) return { merged: upper, upper, workDir, unmount: async () => undefined };
-  const merged = join(workDir, 'merged');
+  const merged = mountParent === undefined ? join(workDir, 'merged') : join(mountParent, basename(workDir));
   const work = join(workDir, 'work');
   await mkdir(merged);
   await mkdir(work);
@@ -83,6 +90,7 @@ export async function mountStepRoot(storeRoot: string, lowerDirs: readonly strin
     );
   } catch (err) {
     await rm(workDir, { recursive: true, force: true });
+    if (mountParent !== undefined) await rm(merged, { recursive: true, force: true });
     throw err;
   }
   let mounted = true;
@@ -94,6 +102,7 @@ export async function mountStepRoot(storeRoot: string, lowerDirs: readonly strin
       if (!mounted) return;
       mounted = false;
       await unmount(merged);
+      if (mountParent !== undefined) await rmdir(merged).catch(() => undefined);
     },
   };
 }

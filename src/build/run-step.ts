@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { StrataError, errnoCode } from '../errors.js';
 import { withFileLock } from '../store/index.js';
 import { chompHeredocContent, type Heredoc } from '../dockerfile/parser.js';
-import { runProcess, type RuntimeMount } from '../runtime/index.js';
+import { runProcess, type RuncSession, type RuntimeMount } from '../runtime/index.js';
 import type { MountSpec } from './mounts.js';
 import { resolveInRoot, resolveOwner, supplementaryGroups } from './users.js';
 
@@ -220,6 +220,8 @@ export interface RunStepRequest {
   isolation: 'auto' | 'runc' | 'chroot';
   mounts: RuntimeMount[];
   onOutput: (stream: 1 | 2, data: Uint8Array) => void;
+  /** The build's long-lived runc containers, when the step's rootfs is where they see it. */
+  session?: RuncSession;
 }
 
 /** Runs the step; a non-zero exit is a StrataError with BuildKit's wording. */
@@ -256,6 +258,7 @@ export async function runStep(request: RunStepRequest): Promise<void> {
       mounts,
       insecure: request.insecure,
       isolation: request.isolation,
+      ...(request.session ? { session: request.session } : {}),
       onOutput: (stream, data) => {
         tail.add(data);
         request.onOutput(stream, data);

@@ -68,6 +68,7 @@ import { commitLayer, commitTreeLayer } from './layer.js';
 import { LayerTree, type SeedDirectory } from './layer-tree.js';
 import { parseMount } from './mounts.js';
 import { prepareMounts, runArguments, runStep, type SecretSource } from './run-step.js';
+import { RuncSession, findRunc } from '../runtime/index.js';
 import {
   directLayerSeed,
   makeWorkDir,
@@ -104,6 +105,11 @@ export interface BuildOptions {
   allowInsecure?: boolean;
   /** How RUN steps are isolated: runc when it works here (default), or unshare + chroot. */
   isolation?: 'auto' | 'runc' | 'chroot';
+  /**
+   * RUN steps share long-lived runc containers (default: true where strata-exec is built);
+   * false starts one `runc run` per step.
+   */
+  runSession?: boolean;
   /**
    * Fetches a base image the store lacks (the registry client, which sits above the build
    * engine, is passed in by the caller; without it a missing base is an error).
@@ -154,6 +160,8 @@ interface StepPlan {
   readsImage?: boolean;
   /** Every file it copies stays where it is for the whole build (COPY from the context). */
   sourcesOutlive?: boolean;
+  /** Runs a process that the build's runc session can run (a RUN without --security=insecure). */
+  runsInSession?: boolean;
 }
 
 /** Where a step writes. */
@@ -165,6 +173,8 @@ interface StepTarget {
   target?: LayerTree;
   /** A directory for the step's temporary files, removed after its layer is written. */
   scratchDir?: string;
+  /** The build's long-lived runc containers, when `rootfs` was mounted where they see it. */
+  session?: RuncSession;
 }
 
 /** What running a step made: its creation time and its layer (none when nothing changed). */
@@ -206,6 +216,8 @@ class Build {
   private readonly cache: BuildCache;
   private readonly stageRuns = new Map<number, Promise<StageState>>();
   private readonly imageRoots: ReadOnlyRoot[] = [];
+  /** Started by the first RUN step that can use it; closed when the build ends. */
+  private session: Promise<RuncSession | undefined> | undefined;
   /** Layers this build recorded in trees, by diffID (see executeInTree). */
   private readonly layerTrees = new Map<Digest, LayerTree>();
   private ignore: PatternMatcher | undefined;
@@ -266,6 +278,23 @@ class Build {
 
   async releaseMounts(): Promise<void> {
     for (const root of this.imageRoots.splice(0)) await root.release().catch(() => undefined);
+    const session = await this.session?.catch(() => undefined);
+    await session?.close();
+  }
+
+  /**
+   * The build's runc session (src/runtime/session.ts), or undefined where RUN steps start their
+   * own runc: chroot isolation, or no strata-exec built on this machine.
+   */
+  private runSession(): Promise<RuncSession | undefined> {
+    this.session ??= (async () => {
+      if (this.options.isolation === 'chroot' || this.options.runSession === false) return undefined;
+      const runc = await findRunc();
+      if (runc === undefined) return undefined;
+      // Where the host refuses the shared mount, steps still run, each with its own runc.
+      return RuncSession.open(runc, await makeWorkDir(this.store.root)).catch(() => undefined);
+    })();
+    return this.session;
   }
 
   stage(index: number): Promise<StageState> {
@@ -622,10 +651,15 @@ class Build {
     const lowerDirs = plan.independent
       ? []
       : (await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids)).lowerDirs;
-    const root = await mountStepRoot(this.store.root, lowerDirs);
+    const session = plan.runsInSession && lowerDirs.length > 0 ? await this.runSession() : undefined;
+    const root = await mountStepRoot(this.store.root, lowerDirs, session?.mountRoot);
     try {
       try {
-        await plan.execute({ rootfs: root.merged, lookupRoot: root.lookup ?? root.merged });
+        await plan.execute({
+          rootfs: root.merged,
+          lookupRoot: root.lookup ?? root.merged,
+          ...(session ? { session } : {}),
+        });
       } finally {
         await root.unmount();
       }
@@ -709,7 +743,8 @@ class Build {
     }
     return {
       keyParts: { op: 'run', args, script, env, user, workdir, network, mounts: mountKeys, insecure },
-      execute: async ({ rootfs }) => {
+      runsInSession: !insecure,
+      execute: async ({ rootfs, session }) => {
         const prepared = await prepareMounts(specs, {
           storeRoot: this.store.root,
           contextDir: resolve(this.options.context),
@@ -734,6 +769,7 @@ class Build {
               isolation: this.options.isolation ?? 'auto',
               mounts: prepared.mounts,
               onOutput: log,
+              ...(session ? { session } : {}),
             }),
           );
         } finally {

@@ -58,6 +58,7 @@ export type {
 } from './spec.js';
 export { ociProcess, ociSpec } from './spec.js';
 export { findRunc } from './runc.js';
+export { RuncSession } from './session.js';
 
 /** Docker's PATH for a process whose environment has none. */
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -81,11 +82,14 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
   const isolation = await chooseIsolation(options.isolation ?? 'auto');
   if (isolation === 'chroot' && typeof options.network === 'object')
     throw new StrataError('UNSUPPORTED', 'joining a network namespace needs runc isolation');
-  const scratch = await mkdtemp(join(tmpdir(), 'strata-run-'));
+  const session = isolation === 'runc' ? options.session : undefined;
+  // In a session, the /etc files must be where the session's containers see them.
+  const scratch = await mkdtemp(session ? join(session.mountRoot, 'run-') : join(tmpdir(), 'strata-run-'));
   try {
     const prepared = await prepareContainer({ ...options, etcDir: join(scratch, 'etc') });
     try {
       const io = { onOutput: options.onOutput, signal: options.signal };
+      if (session?.accepts(prepared.config)) return await session.run(prepared.config, io);
       if (isolation === 'runc') {
         return await runWithRunc((await findRunc()) as string, prepared.config, scratch, io);
       }

@@ -115,7 +115,7 @@ export async function runWithRunc(
 }
 
 /** The user's command could not be started (their mistake), or runc itself failed (ours). */
-function failureCode(message: string): ErrorCode {
+export function failureCode(message: string): ErrorCode {
   if (/executable file not found|no such file or directory/i.test(message)) return 'NOT_FOUND';
   if (/exec format error|permission denied/i.test(message)) return 'INVALID_ARGUMENT';
   return 'INTERNAL';
@@ -132,7 +132,7 @@ async function exists(path: string): Promise<boolean> {
  * runc's own error, if it failed rather than the process: runc logs an error only when it could
  * not create or start the container; a process's non-zero exit is not logged.
  */
-async function runcFailure(log: string): Promise<string | undefined> {
+export async function runcFailure(log: string): Promise<string | undefined> {
   let text: string;
   try {
     text = await readFile(log, 'utf8');

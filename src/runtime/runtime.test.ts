@@ -21,6 +21,7 @@ import { promisify } from 'node:util';
 import { isStrataError } from '../errors.js';
 import { runProcess, type RunProcessOptions, type RunProcessResult } from './index.js';
 import { findRunc } from './runc.js';
+import { RuncSession, findExecutor } from './session.js';
 import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, ociSpec } from './spec.js';
 
 const execFileAsync = promisify(execFile);
@@ -75,13 +76,14 @@ interface Overlay {
   lower: string;
 }
 
+/** Set while the session variant runs: overlays are mounted where its containers see them. */
+let activeSession: RuncSession | undefined;
+
 async function overlay(lower: string): Promise<Overlay> {
-  const dir = join(scratch, `ov-${randomBytes(4).toString('hex')}`);
-  const [merged, upper, work] = ['merged', 'upper', 'work'].map((name) => join(dir, name)) as [
-    string,
-    string,
-    string,
-  ];
+  const name = `ov-${randomBytes(4).toString('hex')}`;
+  const dir = join(scratch, name);
+  const [upper, work] = ['upper', 'work'].map((sub) => join(dir, sub)) as [string, string];
+  const merged = activeSession ? join(activeSession.mountRoot, name) : join(dir, 'merged');
   for (const sub of [merged, upper, work]) await mkdir(sub, { recursive: true });
   await execFileAsync('mount', [
     '-t',
@@ -112,6 +114,7 @@ async function run(
     gid: 0,
     network: 'none',
     onOutput: (stream, data) => (stream === 1 ? out : err).push(Buffer.from(data)),
+    ...(activeSession ? { session: activeSession } : {}),
     ...options,
   });
   return { ...result, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
@@ -285,16 +288,35 @@ describe('ociSpec', () => {
   });
 });
 
-for (const isolation of ['runc', 'chroot'] as const) {
+const variants = [
+  { isolation: 'runc', session: false },
+  { isolation: 'runc', session: true },
+  { isolation: 'chroot', session: false },
+] as const;
+
+for (const { isolation, session } of variants) {
   const skip = !isRoot
     ? 'needs root'
     : !hasBusybox
       ? 'needs busybox-static'
       : isolation === 'runc' && runc === undefined
         ? 'needs runc'
-        : false;
+        : session && (await findExecutor()) === undefined
+          ? 'needs strata-exec (npm run build)'
+          : false;
+  const label = session ? 'runc isolation in a build session (strata-exec)' : `${isolation} isolation`;
 
-  describe(`runProcess with ${isolation} isolation`, { skip, concurrency: 1 }, () => {
+  describe(`runProcess with ${label}`, { skip, concurrency: 1 }, () => {
+    if (session) {
+      before(async () => {
+        activeSession = await RuncSession.open(runc as string, join(scratch, 'session'));
+      });
+      after(async () => {
+        await activeSession?.close();
+        activeSession = undefined;
+      });
+    }
+
     it('returns the exit code', async () => {
       const ov = await overlay(busybox);
       for (const code of [0, 1, 42]) {
@@ -649,6 +671,118 @@ for (const isolation of ['runc', 'chroot'] as const) {
     });
   });
 }
+
+describe(
+  'RuncSession',
+  {
+    skip:
+      !isRoot || runc === undefined || !hasBusybox || (await findExecutor()) === undefined
+        ? 'needs root, runc, busybox-static and strata-exec'
+        : false,
+    concurrency: 1,
+  },
+  () => {
+    let session: RuncSession;
+    before(async () => {
+      session = (await RuncSession.open(runc as string, join(scratch, 'session-own'))) as RuncSession;
+    });
+    after(async () => {
+      await session.close();
+    });
+
+    async function stepRoot(): Promise<Overlay> {
+      activeSession = session;
+      try {
+        return await overlay(busybox);
+      } finally {
+        activeSession = undefined;
+      }
+    }
+
+    it('runs every step in its long-lived containers: one container for steps one after another', async () => {
+      const before = session.stats();
+      for (let index = 0; index < 3; index++) {
+        const ov = await stepRoot();
+        const result = await sh(ov.merged, 'runc', `echo $$ > /pid-${index}; hostname`, { session });
+        assert.equal(result.exitCode, 0);
+        // PID 1 of a fresh PID namespace each time, as with its own runc.
+        assert.equal(await readFile(join(ov.upper, `pid-${index}`), 'utf8'), '1\n');
+      }
+      const after = session.stats();
+      assert.equal(after.steps - before.steps, 3);
+      assert.equal(after.containers, Math.max(before.containers, 1));
+    });
+
+    it('starts a second container for a step that runs while the first is busy', async () => {
+      const [first, second] = [await stepRoot(), await stepRoot()];
+      const results = await Promise.all([
+        sh(first.merged, 'runc', 'sleep 0.3; echo one', { session }),
+        sh(second.merged, 'runc', 'echo two', { session }),
+      ]);
+      assert.deepEqual(
+        results.map((result) => result.stdout),
+        ['one\n', 'two\n'],
+      );
+      assert.ok(session.stats().containers >= 2);
+    });
+
+    it('kills what a step left running when it ends, and its mounts are gone from the containers', async () => {
+      const ov = await stepRoot();
+      const result = await sh(ov.merged, 'runc', '(sleep 30 &) ; echo started', { session });
+      assert.equal(result.stdout, 'started\n');
+      const next = await stepRoot();
+      const check = await sh(next.merged, 'runc', 'ps -o pid,comm | grep -c sleep || true', { session });
+      assert.equal(check.stdout.trim(), '0');
+    });
+
+    it("reports a command the executor cannot start with runc's words and code", async () => {
+      const ov = await stepRoot();
+      await assert.rejects(
+        run({
+          rootfs: ov.merged,
+          isolation: 'runc',
+          session,
+          args: ['/scratch/missing'],
+          mounts: [{ type: 'tmpfs', destination: '/scratch' }],
+        }),
+        (err: unknown) =>
+          isStrataError(err, 'NOT_FOUND') && /executable file not found|no such file/i.test(String(err)),
+      );
+      // The container survives a failed start.
+      assert.equal((await sh(ov.merged, 'runc', 'true', { session })).exitCode, 0);
+    });
+
+    it('leaves a bind of a directory that holds the session to its own runc', async () => {
+      const ov = await stepRoot();
+      const before = session.stats().steps;
+      const result = await run({
+        rootfs: ov.merged,
+        isolation: 'runc',
+        session,
+        args: ['ls', '/outer'],
+        mounts: [{ type: 'bind', source: scratch, destination: '/outer', readonly: true }],
+      });
+      assert.equal(result.exitCode, 0);
+      assert.match(result.stdout, /session-own/);
+      assert.equal(session.stats().steps, before);
+      // The step's root is still mounted and intact after the bind went away.
+      assert.ok((await readdir(ov.merged)).includes('bin'));
+    });
+
+    it('replaces a container that died, with a clear error for the step it was running', async () => {
+      const ov = await stepRoot();
+      const running = sh(ov.merged, 'runc', 'sleep 30', { session });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      session.killContainers();
+      await assert.rejects(
+        running,
+        (err: unknown) => isStrataError(err, 'INTERNAL') && /build container stopped/.test(String(err)),
+      );
+      const again = await sh((await stepRoot()).merged, 'runc', 'echo alive', { session });
+      assert.equal(again.stdout, 'alive\n');
+    });
+  },
+);
 
 describe('runc state', { skip: runc === undefined ? 'needs runc and root' : false }, () => {
   it('never touches the host runc state in /run/runc', async () => {

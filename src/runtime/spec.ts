@@ -11,6 +11,7 @@
  * Not (yet) like Docker: no seccomp profile and no AppArmor profile are applied, /sys/fs/cgroup
  * is not mounted, and `insecure` does not bind the host's devices into /dev.
  */
+import type { RuncSession } from './session.js';
 
 export interface RuntimeMount {
   type: 'bind' | 'tmpfs';
@@ -52,6 +53,11 @@ export interface RunProcessOptions {
   onOutput?: (stream: 1 | 2, data: Uint8Array) => void;
   /** Kills the container; the run then resolves with `signal: 'SIGKILL'`. */
   signal?: AbortSignal;
+  /**
+   * A build's long-lived containers (runc isolation): the step runs in one of them instead of
+   * its own `runc run` when its rootfs lies under the session's `mountRoot`.
+   */
+  session?: RuncSession;
 }
 
 export interface RunProcessResult {
