@@ -13,6 +13,10 @@
  *
  * Node cannot make these system calls itself (mount, pivot_root, unshare, capset), hence C.
  *
+ * `strata-exec --host` is the other use: a long-lived helper on the host that makes the few
+ * system calls a build step needs and Node lacks (mount, umount, nanosecond utimensat,
+ * lgetxattr) for src/archive/host-calls.ts, instead of a mount(8) or touch(1) process each.
+ *
  * Protocol (all integers little-endian u32):
  *   in  (stdin):  'R' len payload   run a step; payload = NUL-terminated fields, see parse_request
  *                 'K'               kill the running step (its whole PID namespace)
@@ -22,6 +26,13 @@
  *                 'e' len bytes     the step's stderr
  *                 'x' len text      the step ended: "<exit code>" (128 + n for signal n)
  *                 'f' len text      the step could not be started: why (nothing ran)
+ *
+ * Host mode: in 'C' len payload, payload = NUL-terminated fields, the operation first:
+ *   mount SOURCE TARGET FSTYPE FLAGS DATA   (empty SOURCE/FSTYPE/DATA: NULL; FLAGS decimal MS_*)
+ *   umount TARGET FLAGS
+ *   utimens PATH ATIME_SEC ATIME_NSEC MTIME_SEC MTIME_NSEC   (the link itself, not its target)
+ *   getxattr PATH NAME                      (the link itself)
+ * out: 'k' 0 (done), 'v' len value (getxattr), 'n' 0 (no such attribute), 'e' len "errno message".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,6 +58,8 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_ITEMS 4096
@@ -577,8 +590,77 @@ static void run_step(struct request *request, int child_signals) {
   send_text('x', text);
 }
 
-int main(void) {
+/* ---- host mode ------------------------------------------------------------------------- */
+
+static const char *nullable(const char *text) { return *text == '\0' ? NULL : text; }
+
+static void host_reply_errno(void) {
+  char message[256];
+  int code = errno;
+  snprintf(message, sizeof message, "%d %s", code, strerror(code));
+  send_text('e', message);
+}
+
+static void host_call(char **fields, size_t count) {
+  unsigned long long numbers[4];
+  const char *op = fields[0];
+  if (strcmp(op, "mount") == 0 && count == 6 && parse_number(fields[4], &numbers[0]) == 0) {
+    if (mount(nullable(fields[1]), fields[2], nullable(fields[3]), (unsigned long)numbers[0], nullable(fields[5])) != 0)
+      host_reply_errno();
+    else
+      send_frame('k', NULL, 0);
+  } else if (strcmp(op, "umount") == 0 && count == 3 && parse_number(fields[2], &numbers[0]) == 0) {
+    if (umount2(fields[1], (int)numbers[0]) != 0) host_reply_errno();
+    else send_frame('k', NULL, 0);
+  } else if (strcmp(op, "utimens") == 0 && count == 6 && parse_number(fields[2], &numbers[0]) == 0 &&
+             parse_number(fields[3], &numbers[1]) == 0 && parse_number(fields[4], &numbers[2]) == 0 &&
+             parse_number(fields[5], &numbers[3]) == 0) {
+    struct timespec times[2] = {{.tv_sec = (time_t)numbers[0], .tv_nsec = (long)numbers[1]},
+                                {.tv_sec = (time_t)numbers[2], .tv_nsec = (long)numbers[3]}};
+    if (utimensat(AT_FDCWD, fields[1], times, AT_SYMLINK_NOFOLLOW) != 0) host_reply_errno();
+    else send_frame('k', NULL, 0);
+  } else if (strcmp(op, "getxattr") == 0 && count == 3) {
+    char value[65536];
+    ssize_t length = lgetxattr(fields[1], fields[2], value, sizeof value);
+    if (length >= 0) send_frame('v', value, (uint32_t)length);
+    else if (errno == ENODATA || errno == ENOTSUP) send_frame('n', NULL, 0);
+    else host_reply_errno();
+  } else {
+    errno = EINVAL;
+    host_reply_errno();
+  }
+}
+
+static int host_mode(void) {
+  for (;;) {
+    unsigned char header[5];
+    int got = read_exact(STDIN_FILENO, header, sizeof header);
+    if (got == 0) return 0;
+    if (got < 0 || header[0] != 'C') return 1;
+    uint32_t length = header[1] | header[2] << 8 | header[3] << 16 | (uint32_t)header[4] << 24;
+    if (length == 0 || length > 1u << 20) return 1;
+    char *payload = malloc(length);
+    if (payload == NULL || read_exact(STDIN_FILENO, payload, length) != 1) return 1;
+    char *fields[8];
+    size_t count = 0;
+    for (size_t start = 0; start < length && count < 8;) {
+      fields[count++] = payload + start;
+      size_t size = strnlen(payload + start, length - start);
+      start += size + 1;
+    }
+    if (payload[length - 1] != '\0' || count == 0) {
+      errno = EINVAL;
+      host_reply_errno();
+    } else {
+      host_call(fields, count);
+    }
+    free(payload);
+  }
+}
+
+int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
+  if (argc > 1 && strcmp(argv[1], "--host") == 0) return host_mode();
   sigset_t child_set;
   sigemptyset(&child_set);
   sigaddset(&child_set, SIGCHLD);

@@ -7,7 +7,7 @@ import { lstatSync, readdirSync, rmdirSync, type Stats } from 'node:fs';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OVERLAY_OPAQUE_XATTR } from '../archive/whiteout.js';
-import { runHostCommand } from '../archive/shell-runner.js';
+import { getXattr } from '../archive/host-calls.js';
 
 import type { Lease, Store } from '../store/index.js';
 import { chainIds } from '../store/index.js';
@@ -114,6 +114,5 @@ async function pruneRedundantDirectories(upper: string, lowerDirs: readonly stri
 }
 
 async function isOpaque(dir: string): Promise<boolean> {
-  const result = await runHostCommand('getfattr', ['--only-values', '-n', OVERLAY_OPAQUE_XATTR, dir]);
-  return result.code === 0 && result.stdout.toString() === 'y'; // else: no such attribute
+  return (await getXattr(dir, OVERLAY_OPAQUE_XATTR))?.toString() === 'y';
 }

@@ -9,16 +9,16 @@ import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { basename, join, posix } from 'node:path';
 
 import { StrataError } from '../errors.js';
-import { runHostCommandOk } from '../archive/shell-runner.js';
+import { MountFlag, bindMount, mountFileSystem, unmountFileSystem } from '../archive/host-calls.js';
 import { lstatIfExists } from './fastfs.js';
 import type { LayerTree, SeedDirectory } from './layer-tree.js';
 
 /** The kernel copies mount options into one page. */
 const MAX_MOUNT_OPTIONS = 4000;
 
-async function mount(args: string[], what: string): Promise<void> {
+async function mount(work: () => Promise<void>, what: string): Promise<void> {
   try {
-    await runHostCommandOk('mount', args);
+    await work();
   } catch (err) {
     throw new StrataError('UNSUPPORTED', `cannot mount ${what}: ${(err as Error).message}`);
   }
@@ -26,10 +26,10 @@ async function mount(args: string[], what: string): Promise<void> {
 
 export async function unmount(target: string): Promise<void> {
   try {
-    await runHostCommandOk('umount', [target]);
+    await unmountFileSystem(target);
   } catch {
     // Busy (a straggling process) or already gone: detach lazily so the tree can be removed.
-    await runHostCommandOk('umount', ['-l', target]).catch(() => undefined);
+    await unmountFileSystem(target, { lazy: true }).catch(() => undefined);
   }
 }
 
@@ -62,12 +62,15 @@ export interface StepRoot {
 /**
  * Mounts lower dirs (top first) under a fresh upper dir; without lowers the upper is used as is.
  * `mountParent`: where the merged dir goes instead of the work dir (a runc session's mount root).
+ * `volatile`: the overlay never syncs its upper dir (unmounting it otherwise waits for a sync of
+ * the whole file system); for snapshots that are void after a crash anyway.
  */
 export async function mountStepRoot(
   storeRoot: string,
   lowerDirs: readonly string[],
-  mountParent?: string,
+  options: { mountParent?: string; volatile?: boolean } = {},
 ): Promise<StepRoot> {
+  const { mountParent } = options;
   const workDir = await makeWorkDir(storeRoot);
   const upper = join(workDir, 'upper');
   await mkdir(upper, { mode: 0o755 });
@@ -77,17 +80,11 @@ export async function mountStepRoot(
   await mkdir(merged);
   await mkdir(work);
   try {
-    await mount(
-      [
-        '-t',
-        'overlay',
-        'overlay',
-        '-o',
-        overlayOptions(lowerDirs, `,upperdir=${upper},workdir=${work}`),
-        merged,
-      ],
-      'the build step root filesystem',
+    const data = overlayOptions(
+      lowerDirs,
+      `,upperdir=${upper},workdir=${work}${options.volatile ? ',volatile' : ''}`,
     );
+    await mount(() => mountFileSystem('overlay', merged, data), 'the build step root filesystem');
   } catch (err) {
     await rm(workDir, { recursive: true, force: true });
     if (mountParent !== undefined) await rm(merged, { recursive: true, force: true });
@@ -124,11 +121,15 @@ export async function mountReadOnlyRoot(
   if (lowerDirs.length === 0) return { path: target, release: cleanup };
   try {
     if (lowerDirs.length === 1) {
-      await mount(['--bind', '-o', 'ro', lowerDirs[0] as string, target], 'a read-only layer view');
-      await mount(['-o', 'remount,bind,ro', target], 'a read-only layer view');
-    } else {
+      const lower = lowerDirs[0] as string;
       await mount(
-        ['-t', 'overlay', 'overlay', '-o', `ro,${overlayOptions(lowerDirs, '')}`, target],
+        () => bindMount(lower, target, { readonly: true, recursive: false }),
+        'a read-only layer view',
+      );
+    } else {
+      const data = overlayOptions(lowerDirs, '');
+      await mount(
+        () => mountFileSystem('overlay', target, data, MountFlag.readonly),
         'a read-only layer view',
       );
     }

@@ -652,7 +652,10 @@ class Build {
       ? []
       : (await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids)).lowerDirs;
     const session = plan.runsInSession && lowerDirs.length > 0 ? await this.runSession() : undefined;
-    const root = await mountStepRoot(this.store.root, lowerDirs, session?.mountRoot);
+    const root = await mountStepRoot(this.store.root, lowerDirs, {
+      ...(session ? { mountParent: session.mountRoot } : {}),
+      volatile: !this.store.snapshots.durable,
+    });
     try {
       try {
         await plan.execute({

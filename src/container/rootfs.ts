@@ -6,7 +6,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { runHostCommandOk } from '../archive/shell-runner.js';
+import { mountFileSystem, unmountFileSystem } from '../archive/host-calls.js';
 import { StrataError } from '../errors.js';
 import { unpackImage } from '../image/unpack.js';
 import type { ResolvedImage } from '../image/resolve.js';
@@ -41,7 +41,7 @@ export async function mountRootfs(lowerDirs: readonly string[], paths: Container
       `the image has too many layers (${lowerDirs.length}) for one overlay mount`,
     );
   try {
-    await runHostCommandOk('mount', ['-t', 'overlay', 'overlay', '-o', options, paths.rootfs]);
+    await mountFileSystem('overlay', paths.rootfs, options);
   } catch (err) {
     throw new StrataError(
       'UNSUPPORTED',
@@ -54,9 +54,9 @@ export async function mountRootfs(lowerDirs: readonly string[], paths: Container
 export async function unmountIfMounted(target: string): Promise<void> {
   if (!(await isMountPoint(target))) return;
   try {
-    await runHostCommandOk('umount', [target]);
+    await unmountFileSystem(target);
   } catch {
-    await runHostCommandOk('umount', ['-l', target]).catch(() => undefined);
+    await unmountFileSystem(target, { lazy: true }).catch(() => undefined);
   }
 }
 

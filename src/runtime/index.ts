@@ -28,7 +28,7 @@ import {
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
-import { runHostCommandOk } from '../archive/shell-runner.js';
+import { setTimesNs } from '../archive/host-calls.js';
 import { StrataError, errnoCode } from '../errors.js';
 import { runWithChroot } from './chroot.js';
 import { findRunc, runWithRunc } from './runc.js';
@@ -501,8 +501,5 @@ async function removeIfEmpty(host: string): Promise<boolean> {
 
 /** Nanosecond-exact: Node's utimes goes through a double and would move the times slightly. */
 async function restoreTimes(anchor: Anchor): Promise<void> {
-  const stamp = (ns: bigint) =>
-    `@${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
-  await runHostCommandOk('touch', ['--no-dereference', '-a', '-d', stamp(anchor.atimeNs), anchor.path]);
-  await runHostCommandOk('touch', ['--no-dereference', '-m', '-d', stamp(anchor.mtimeNs), anchor.path]);
+  await setTimesNs(anchor.path, anchor.atimeNs, anchor.mtimeNs);
 }

@@ -17,12 +17,11 @@
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
 import { access, mkdir, mkdtemp, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import { runHostCommandOk } from '../archive/shell-runner.js';
+import { bindMount, findExecutor, setPropagation, unmountFileSystem } from '../archive/host-calls.js';
 import { StrataError } from '../errors.js';
 import { failureCode, runcFailure } from './runc.js';
 import {
@@ -47,28 +46,6 @@ const EXECUTOR_IN_CONTAINER = '/strata-exec';
 const CLOSE_TIMEOUT_MS = 5_000;
 
 const HEADER_BYTES = 5;
-
-let executorFound: Promise<string | undefined> | undefined;
-
-/**
- * The compiled strata-exec (`npm run build` makes it when a C compiler is present): beside the
- * compiled modules (dist/native), or in dist/ when running from the sources.
- */
-export function findExecutor(): Promise<string | undefined> {
-  executorFound ??= (async () => {
-    for (const candidate of ['../native/strata-exec', '../../dist/native/strata-exec']) {
-      const path = new URL(candidate, import.meta.url).pathname;
-      try {
-        await access(path, constants.X_OK);
-        return path;
-      } catch {
-        // Not built there.
-      }
-    }
-    return undefined;
-  })();
-  return executorFound;
-}
 
 interface Frame {
   type: string;
@@ -254,6 +231,8 @@ function capabilityMask(names: readonly string[]): bigint {
   return mask;
 }
 
+export { findExecutor };
+
 export class RuncSession {
   private readonly idle: SessionContainer[] = [];
   private readonly all = new Set<SessionContainer>();
@@ -281,10 +260,10 @@ export class RuncSession {
     // Real path: runProcess compares it with the step's real rootfs path.
     const mountRoot = await realpath(join(dir, 'steps'));
     try {
-      await runHostCommandOk('mount', ['--bind', mountRoot, mountRoot]);
-      await runHostCommandOk('mount', ['--make-shared', mountRoot]);
+      await bindMount(mountRoot, mountRoot, { recursive: false });
+      await setPropagation(mountRoot, 'shared');
     } catch (err) {
-      await runHostCommandOk('umount', ['-l', mountRoot]).catch(() => undefined);
+      await unmountFileSystem(mountRoot, { lazy: true }).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
       throw new StrataError(
         'UNSUPPORTED',
@@ -337,7 +316,7 @@ export class RuncSession {
         const target = join(bound, String(bindings.length));
         if ((await stat(mount.source)).isDirectory()) await mkdir(target);
         else await writeFile(target, '');
-        await runHostCommandOk('mount', ['--rbind', mount.source, target]);
+        await bindMount(mount.source, target);
         bindings.push(target);
         mounts.push({ ...mount, source: target });
       }
@@ -352,7 +331,7 @@ export class RuncSession {
       }
     } finally {
       for (const target of bindings.reverse())
-        await runHostCommandOk('umount', ['-l', target]).catch(() => undefined);
+        await unmountFileSystem(target, { lazy: true }).catch(() => undefined);
       await rm(bound, { recursive: true, force: true });
     }
   }
@@ -462,7 +441,7 @@ export class RuncSession {
       )
         await execFileAsync(this.runc, ['--root', state, 'delete', '--force', id]).catch(() => undefined);
     }
-    await runHostCommandOk('umount', ['-l', this.mountRoot]).catch(() => undefined);
+    await unmountFileSystem(this.mountRoot, { lazy: true }).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -79,7 +79,8 @@ const SNAPSHOT_PATTERN = /^(?:[0-9a-f]{64}|[0-9a-f]{128})$/;
 export class SnapshotStore {
   readonly dir: string;
   private readonly leases: Leases;
-  private readonly durable: boolean;
+  /** Snapshots survive a crash (synced); otherwise they are void after a reboot. */
+  readonly durable: boolean;
 
   constructor(root: string, options: { leases?: Leases; durable?: boolean } = {}) {
     const layout = storeLayout(root);
