@@ -19,6 +19,8 @@ export interface CommittedLayer {
   diffId: Digest;
   size: number;
   chainId: Digest;
+  /** The snapshot's files: the next step's top lower dir. */
+  snapshotPath: string;
 }
 
 /**
@@ -45,7 +47,7 @@ export async function commitLayer(
   const diffIds = [...parentDiffIds, blob.digest];
   const chain = chainIds(diffIds);
   const chainId = chain.at(-1) as Digest;
-  await store.snapshots.prepare(
+  const snapshot = await store.snapshots.prepare(
     chainId,
     async (fsDir) => {
       await rm(fsDir, { recursive: true, force: true });
@@ -55,7 +57,7 @@ export async function commitLayer(
   );
   // Already there (an earlier build made the same layer): our copy was not used.
   await rm(upper, { recursive: true, force: true });
-  return { diffId: blob.digest, size: blob.size, chainId };
+  return { diffId: blob.digest, size: blob.size, chainId, snapshotPath: snapshot.path };
 }
 
 /**
@@ -67,7 +69,7 @@ export async function commitTreeLayer(
   store: Store,
   tree: LayerTree,
   options: { lease: Lease; mtime?: Date },
-): Promise<Omit<CommittedLayer, 'chainId'> | undefined> {
+): Promise<Omit<CommittedLayer, 'chainId' | 'snapshotPath'> | undefined> {
   if (tree.isEmpty) return undefined;
   const blob = await store.content.ingest(writeEntries(tree.entries(options.mtime)), {
     lease: options.lease,

@@ -39,7 +39,7 @@ import { findImage, type ResolvedImage } from '../image/resolve.js';
 import { unpackLayers } from '../image/unpack.js';
 import { creationTime, writeImage } from '../image/create.js';
 import { setImageNames } from '../image/names.js';
-import { cacheKey, type BuildCache, type CacheRecord } from '../store/index.js';
+import { cacheKey, chainIds, type BuildCache, type CacheRecord } from '../store/index.js';
 import {
   ContextHasher,
   digestFile,
@@ -216,6 +216,11 @@ class Build {
   private readonly cache: BuildCache;
   private readonly stageRuns = new Map<number, Promise<StageState>>();
   private readonly imageRoots: ReadOnlyRoot[] = [];
+  /**
+   * Lower dirs of the snapshots this build prepared or made, by the chain ID of their top: a
+   * step after a step needs no look-up of every snapshot below (all leased by this build).
+   */
+  private readonly lowerDirsByChain = new Map<Digest, readonly string[]>();
   /** Started by the first RUN step that can use it; closed when the build ends. */
   private session: Promise<RuncSession | undefined> | undefined;
   /** Layers this build recorded in trees, by diffID (see executeInTree). */
@@ -643,14 +648,24 @@ class Build {
     }
   }
 
+  /** The stage's layers as overlay lower dirs (top first), unpacked when needed. */
+  private async stepLowerDirs(state: StageState): Promise<readonly string[]> {
+    const diffIds = state.config.rootfs.diff_ids;
+    if (diffIds.length === 0) return [];
+    const top = chainIds(diffIds).at(-1) as Digest;
+    const known = this.lowerDirsByChain.get(top);
+    if (known) return known;
+    const { lowerDirs } = await unpackLayers(this.store, state.layers, diffIds);
+    this.lowerDirsByChain.set(top, lowerDirs);
+    return lowerDirs;
+  }
+
   private async executeOnOverlay(
     state: StageState,
     plan: StepPlan,
     commit: { lease: Lease; mtime?: Date },
   ): Promise<StepResult> {
-    const lowerDirs = plan.independent
-      ? []
-      : (await unpackLayers(this.store, state.layers, state.config.rootfs.diff_ids)).lowerDirs;
+    const lowerDirs = plan.independent ? [] : await this.stepLowerDirs(state);
     const session = plan.runsInSession && lowerDirs.length > 0 ? await this.runSession() : undefined;
     const root = await mountStepRoot(this.store.root, lowerDirs, {
       ...(session ? { mountParent: session.mountRoot } : {}),
@@ -671,6 +686,8 @@ class Build {
         ...commit,
         lowerDirs,
       });
+      if (layer && !plan.independent)
+        this.lowerDirsByChain.set(layer.chainId, [layer.snapshotPath, ...lowerDirs]);
       return { created, layer };
     } finally {
       await rm(root.workDir, { recursive: true, force: true });
