@@ -9,22 +9,25 @@
  * rootfs; the working directory is created when missing and kept, as BuildKit keeps it.
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+// Synchronous on purpose: a step's preparation is some fifty tiny metadata calls, each a
+// thread-pool round trip when asynchronous; together they cost milliseconds per RUN step.
 import {
-  access,
-  lstat,
-  mkdir,
-  mkdtemp,
-  readFile,
-  readdir,
-  readlink,
-  realpath,
-  rm,
-  rmdir,
-  stat,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
+  accessSync,
+  constants,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
@@ -84,7 +87,7 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
     throw new StrataError('UNSUPPORTED', 'joining a network namespace needs runc isolation');
   const session = isolation === 'runc' ? options.session : undefined;
   // In a session, the /etc files must be where the session's containers see them.
-  const scratch = await mkdtemp(session ? join(session.mountRoot, 'run-') : join(tmpdir(), 'strata-run-'));
+  const scratch = mkdtempSync(session ? join(session.mountRoot, 'run-') : join(tmpdir(), 'strata-run-'));
   try {
     const prepared = await prepareContainer({ ...options, etcDir: join(scratch, 'etc') });
     try {
@@ -98,7 +101,7 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
       await prepared.release();
     }
   } finally {
-    await rm(scratch, { recursive: true, force: true });
+    rmSync(scratch, { recursive: true, force: true });
   }
 }
 
@@ -128,9 +131,12 @@ export interface PreparedContainer {
  */
 export async function prepareContainer(options: PrepareContainerOptions): Promise<PreparedContainer> {
   validate(options);
-  const rootfs = await realpath(options.rootfs).catch((err: unknown) => {
+  let rootfs: string;
+  try {
+    rootfs = realpathSync(options.rootfs);
+  } catch (err) {
     throw new StrataError('NOT_FOUND', `root filesystem ${options.rootfs} does not exist`, { cause: err });
-  });
+  }
   await ensureWorkingDirectory(rootfs, options.cwd);
   const mountPoints = new MountPoints(rootfs);
   try {
@@ -143,7 +149,7 @@ export async function prepareContainer(options: PrepareContainerOptions): Promis
     const resolved: ResolvedMount[] = [];
     for (const mount of mounts) {
       const kind =
-        mount.type === 'bind' && !(await stat(mount.source ?? '')).isDirectory() ? 'file' : 'directory';
+        mount.type === 'bind' && !statSync(mount.source ?? '').isDirectory() ? 'file' : 'directory';
       resolved.push({ ...mount, destination: await mountPoints.ensure(mount.destination, kind) });
     }
     await checkExecutable(rootfs, options.args[0] as string, options.env, resolved);
@@ -180,7 +186,7 @@ async function withHome(rootfs: string, env: readonly string[], uid: number): Pr
   if (env.some((entry) => entry.startsWith('HOME='))) return [...env];
   let home = '/';
   try {
-    const passwd = await readFile(hostPathOf(rootfs, await resolveInRootfs(rootfs, '/etc/passwd')), 'utf8');
+    const passwd = readFileSync(hostPathOf(rootfs, await resolveInRootfs(rootfs, '/etc/passwd')), 'utf8');
     for (const line of passwd.split('\n')) {
       const fields = line.split(':');
       if (fields.length >= 7 && fields[2] === String(uid) && fields[5]) {
@@ -206,7 +212,7 @@ async function ownCapabilities(): Promise<string[]> {
 async function ensureWorkingDirectory(rootfs: string, cwd: string): Promise<void> {
   const host = hostPathOf(rootfs, await resolveInRootfs(rootfs, cwd));
   try {
-    await mkdir(host, { recursive: true, mode: 0o755 });
+    mkdirSync(host, { recursive: true, mode: 0o755 });
   } catch (err) {
     const code = errnoCode(err);
     if (code !== 'EEXIST' && code !== 'ENOTDIR') throw err;
@@ -252,10 +258,10 @@ async function etcFileMounts(
   network: NetworkMode,
   extraHosts: readonly string[],
 ): Promise<ResolvedMount[]> {
-  await mkdir(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true });
   let resolvConf: string;
   try {
-    resolvConf = await readFile('/etc/resolv.conf', 'utf8');
+    resolvConf = readFileSync('/etc/resolv.conf', 'utf8');
   } catch (err) {
     if (errnoCode(err) !== 'ENOENT') throw err;
     resolvConf = FALLBACK_RESOLV_CONF;
@@ -268,7 +274,7 @@ async function etcFileMounts(
   ];
   const mounts: ResolvedMount[] = [];
   for (const [name, content] of files) {
-    await writeFile(join(dir, name), content, { mode: 0o644 });
+    writeFileSync(join(dir, name), content, { mode: 0o644 });
     mounts.push({
       type: 'bind',
       source: join(dir, name),
@@ -298,7 +304,7 @@ async function callerMounts(options: Pick<RunProcessOptions, 'mounts'>): Promise
     let source: string | undefined;
     if (mount.type === 'bind') {
       try {
-        source = await realpath(mount.source as string);
+        source = realpathSync(mount.source as string);
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT') throw err;
         throw new StrataError('NOT_FOUND', `bind mount source ${mount.source} does not exist`);
@@ -335,7 +341,7 @@ async function resolveInRootfs(rootfs: string, path: string): Promise<string> {
     const candidate = hostPathOf(rootfs, `/${[...resolved, component].join('/')}`);
     let target: string | undefined;
     try {
-      if ((await lstat(candidate)).isSymbolicLink()) target = await readlink(candidate);
+      if (lstatSync(candidate).isSymbolicLink()) target = readlinkSync(candidate);
     } catch (err) {
       const code = errnoCode(err);
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
@@ -382,8 +388,8 @@ async function checkExecutable(
       return;
     const host = hostPathOf(rootfs, inRoot);
     try {
-      if ((await stat(host)).isFile()) {
-        await access(host, constants.X_OK);
+      if (statSync(host).isFile()) {
+        accessSync(host, constants.X_OK);
         return;
       }
     } catch {
@@ -424,14 +430,11 @@ class MountPoints {
     for (const [index, component] of components.entries()) {
       const host = join(parent, component);
       const last = index === components.length - 1;
-      const existing = await lstat(host).catch((err: unknown) => {
-        if (errnoCode(err) === 'ENOENT') return undefined;
-        throw err;
-      });
+      const existing = lstatSync(host, { throwIfNoEntry: false });
       if (existing === undefined) {
         await this.remember(parent);
-        if (last && kind === 'file') await writeFile(host, '', { mode: 0o644, flag: 'wx' });
-        else await mkdir(host, { mode: 0o755 });
+        if (last && kind === 'file') writeFileSync(host, '', { mode: 0o644, flag: 'wx' });
+        else mkdirSync(host, { mode: 0o755 });
         this.created.push(host);
       } else if (!last && !existing.isDirectory()) {
         throw new StrataError(
@@ -451,21 +454,21 @@ class MountPoints {
 
   private async remember(dir: string): Promise<void> {
     if (this.anchors.has(dir) || this.created.includes(dir)) return;
-    const stats = await lstat(dir, { bigint: true });
+    const stats = lstatSync(dir, { bigint: true });
     this.anchors.set(dir, { path: dir, atimeNs: stats.atimeNs, mtimeNs: stats.mtimeNs });
   }
 
   /** Called once every mount point exists, just before the process starts. */
   async sealed(): Promise<void> {
     for (const anchor of this.anchors.values()) {
-      anchor.mtimeWithStubsNs = (await lstat(anchor.path, { bigint: true })).mtimeNs;
+      anchor.mtimeWithStubsNs = lstatSync(anchor.path, { bigint: true }).mtimeNs;
     }
   }
 
   async removeCreated(): Promise<void> {
     const untouched = new Set<string>();
     for (const anchor of this.anchors.values()) {
-      const now = await lstat(anchor.path, { bigint: true }).catch(() => undefined);
+      const now = lstatSync(anchor.path, { bigint: true, throwIfNoEntry: false });
       // Not sealed: the run never started, so nothing but us wrote there.
       const unchanged = anchor.mtimeWithStubsNs === undefined || now?.mtimeNs === anchor.mtimeWithStubsNs;
       if (now !== undefined && unchanged) untouched.add(anchor.path);
@@ -485,9 +488,9 @@ class MountPoints {
 /** Removes an empty dir or empty file; keeps anything the process put there. */
 async function removeIfEmpty(host: string): Promise<boolean> {
   try {
-    const stats = await lstat(host);
-    if (stats.isDirectory() && (await readdir(host)).length === 0) await rmdir(host);
-    else if (stats.isFile() && stats.size === 0) await unlink(host);
+    const stats = lstatSync(host);
+    if (stats.isDirectory() && readdirSync(host).length === 0) rmdirSync(host);
+    else if (stats.isFile() && stats.size === 0) unlinkSync(host);
     else return false;
     return true;
   } catch (err) {

@@ -303,7 +303,7 @@ export class RuncSession {
   /** Runs one prepared step (its rootfs under `mountRoot`) in an idle container. */
   async run(config: ContainerConfig, io: ProcessIo): Promise<RunProcessResult> {
     if (this.closed) throw new StrataError('INTERNAL', 'the build session is closed');
-    const bound = await mkdtemp(join(this.mountRoot, 'mounts-'));
+    let bound: string | undefined;
     const bindings: string[] = [];
     try {
       const mounts = [];
@@ -313,6 +313,7 @@ export class RuncSession {
           continue;
         }
         // Sources elsewhere on the host reach the containers through the shared directory.
+        bound ??= await mkdtemp(join(this.mountRoot, 'mounts-'));
         const target = join(bound, String(bindings.length));
         if ((await stat(mount.source)).isDirectory()) await mkdir(target);
         else await writeFile(target, '');
@@ -332,7 +333,7 @@ export class RuncSession {
     } finally {
       for (const target of bindings.reverse())
         await unmountFileSystem(target, { lazy: true }).catch(() => undefined);
-      await rm(bound, { recursive: true, force: true });
+      if (bound !== undefined) await rm(bound, { recursive: true, force: true });
     }
   }
 
