@@ -91,6 +91,9 @@ interface Tool {
 
 async function strataTool(work: string): Promise<Tool> {
   const { root } = await busyboxStore(join(work, 'strata-base'));
+  // docker keeps its loaded busybox unpacked in its layer store across `builder prune`; strata's
+  // template gets the same: the base image's snapshot, made by running the image once.
+  await strataOk(root, ['run', '--rm', '--network', 'none', 'busybox', 'true']);
   const template = root;
   const live = join(work, 'strata-store');
   return {
