@@ -348,7 +348,9 @@ describe('strata run (real CLI, runc, overlayfs, pasta)', () => {
     const context = join(dir.path, 'ctx-health');
     await writeTree(context, {
       Dockerfile:
-        'FROM busybox\nHEALTHCHECK --interval=300ms --timeout=2s --retries=2 CMD test -f /tmp/ready\nCMD ["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 300"]\n',
+        // The start period keeps the failures before /tmp/ready exists from counting, however
+        // slowly a loaded machine gets to the checks below: starting, then healthy, never unhealthy.
+        'FROM busybox\nHEALTHCHECK --interval=300ms --timeout=2s --retries=2 --start-period=30s CMD test -f /tmp/ready\nCMD ["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 300"]\n',
     });
     await strataOk(root, ['build', '-q', '-t', 'test/health', context]);
     await strataOk(root, ['run', '-d', '--name', 'healthy', 'test/health']);
