@@ -13,7 +13,7 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 
-import { runHostCommand, runHostCommandOk } from './shell-runner.js';
+import { keepProcessAlive, runHostCommand, runHostCommandOk } from './shell-runner.js';
 
 /** mount(2) flags (linux/mount.h). */
 export const MountFlag = {
@@ -61,10 +61,46 @@ export function useExecutorForTests(path: string | undefined): void {
   executorFound = Promise.resolve(path);
 }
 
-interface Reply {
+/** One message of strata-exec's protocols: a type letter and its payload. */
+export interface Frame {
   type: string;
   payload: Buffer;
 }
+
+/** A type byte, the payload's length (little-endian u32), the payload. */
+export function encodeFrame(type: string, payload: Uint8Array): Buffer {
+  const header = Buffer.alloc(HEADER_BYTES);
+  header.write(type, 0, 'latin1');
+  header.writeUInt32LE(payload.length, 1);
+  return Buffer.concat([header, payload]);
+}
+
+/** strata-exec's fields: each NUL-terminated (none may hold a NUL). */
+export function nulSeparated(fields: readonly string[]): Buffer {
+  return Buffer.from(`${fields.join('\0')}\0`, 'utf8');
+}
+
+/** Cuts a byte stream into frames, whatever the chunks' boundaries. */
+export class FrameDecoder {
+  private buffered: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): Frame[] {
+    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    const frames: Frame[] = [];
+    while (this.buffered.length >= HEADER_BYTES) {
+      const length = this.buffered.readUInt32LE(1);
+      if (this.buffered.length < HEADER_BYTES + length) break;
+      frames.push({
+        type: String.fromCharCode(this.buffered[0] as number),
+        payload: this.buffered.subarray(HEADER_BYTES, HEADER_BYTES + length),
+      });
+      this.buffered = this.buffered.subarray(HEADER_BYTES + length);
+    }
+    return frames;
+  }
+}
+
+type Reply = Frame;
 
 interface Pending {
   resolve: (reply: Reply) => void;
@@ -74,7 +110,7 @@ interface Pending {
 class HostCalls {
   private child: ChildProcessByStdio<Writable, Readable, null> | undefined;
   private readonly pending: Pending[] = [];
-  private buffered: Buffer = Buffer.alloc(0);
+  private decoder = new FrameDecoder();
 
   private start(executor: string): ChildProcessByStdio<Writable, Readable, null> {
     const child = spawn(executor, ['--host'], { stdio: ['pipe', 'pipe', 'ignore'] });
@@ -87,49 +123,27 @@ class HostCalls {
   }
 
   private receive(chunk: Buffer): void {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
-    while (this.buffered.length >= HEADER_BYTES) {
-      const length = this.buffered.readUInt32LE(1);
-      if (this.buffered.length < HEADER_BYTES + length) break;
-      const reply = {
-        type: String.fromCharCode(this.buffered[0] as number),
-        payload: Buffer.from(this.buffered.subarray(HEADER_BYTES, HEADER_BYTES + length)),
-      };
-      this.buffered = this.buffered.subarray(HEADER_BYTES + length);
-      this.pending.shift()?.resolve(reply);
-    }
+    for (const reply of this.decoder.push(chunk)) this.pending.shift()?.resolve(reply);
     if (this.pending.length === 0) this.setActive(false);
   }
 
   private fail(err: Error): void {
     this.child = undefined;
-    this.buffered = Buffer.alloc(0);
+    this.decoder = new FrameDecoder();
     for (const waiting of this.pending.splice(0)) waiting.reject(err);
   }
 
   /** Held while calls are outstanding; when idle the helper never keeps the process alive. */
   private setActive(active: boolean): void {
-    const child = this.child;
-    if (!child) return;
-    for (const handle of [child, child.stdout, child.stdin] as unknown as Array<{
-      ref?: () => void;
-      unref?: () => void;
-    }>) {
-      if (active) handle.ref?.();
-      else handle.unref?.();
-    }
+    if (this.child) keepProcessAlive(this.child, active);
   }
 
   call(executor: string, fields: readonly string[]): Promise<Reply> {
-    const payload = Buffer.from(`${fields.join('\0')}\0`, 'utf8');
-    const header = Buffer.alloc(HEADER_BYTES);
-    header.write('C', 0, 'latin1');
-    header.writeUInt32LE(payload.length, 1);
     const child = this.child ?? this.start(executor);
     this.setActive(true);
     return new Promise((resolve, reject) => {
       this.pending.push({ resolve, reject });
-      child.stdin.write(Buffer.concat([header, payload]));
+      child.stdin.write(encodeFrame('C', nulSeparated(fields)));
     });
   }
 }

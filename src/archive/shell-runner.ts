@@ -10,7 +10,7 @@
  * line. Commands run one at a time, in order. The helper removes its directory when its stdin
  * closes (when this process exits). While idle it never keeps the process alive.
  */
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -126,15 +126,7 @@ class ShellRunner {
 
   /** Held while commands are queued; when idle the helper never keeps the process alive. */
   private setActive(active: boolean): void {
-    const child = this.child;
-    if (!child) return;
-    for (const handle of [child, child.stdout, child.stdin] as unknown as Array<{
-      ref?: () => void;
-      unref?: () => void;
-    }>) {
-      if (active) handle.ref?.();
-      else handle.unref?.();
-    }
+    if (this.child) keepProcessAlive(this.child, active);
   }
 
   run(command: string, args: readonly string[], input?: Buffer): Promise<ShellResult> {
@@ -145,6 +137,20 @@ class ShellRunner {
       else this.setActive(true);
       this.next();
     });
+  }
+}
+
+/**
+ * Whether a helper child (and its pipes) keeps this process alive: yes while work is
+ * outstanding, no when idle, so a long-lived helper never stops Node from exiting.
+ */
+export function keepProcessAlive(child: ChildProcess, active: boolean): void {
+  for (const handle of [child, child.stdout, child.stdin] as unknown as Array<{
+    ref?: () => void;
+    unref?: () => void;
+  }>) {
+    if (active) handle.ref?.();
+    else handle.unref?.();
   }
 }
 

@@ -21,7 +21,16 @@ import { access, mkdir, mkdtemp, realpath, rm, stat, writeFile } from 'node:fs/p
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import { bindMount, findExecutor, setPropagation, unmountFileSystem } from '../archive/host-calls.js';
+import {
+  FrameDecoder,
+  bindMount,
+  encodeFrame,
+  findExecutor,
+  nulSeparated,
+  setPropagation,
+  unmountFileSystem,
+  type Frame,
+} from '../archive/host-calls.js';
 import { StrataError } from '../errors.js';
 import { failureCode, runcFailure } from './runc.js';
 import {
@@ -45,16 +54,9 @@ const EXECUTOR_IN_CONTAINER = '/strata-exec';
 /** How long a closing container may take to exit before runc kills it. */
 const CLOSE_TIMEOUT_MS = 5_000;
 
-const HEADER_BYTES = 5;
-
-interface Frame {
-  type: string;
-  payload: Buffer;
-}
-
 /** One running container and its strata-exec. */
 class SessionContainer {
-  private buffered: Buffer = Buffer.alloc(0);
+  private readonly decoder = new FrameDecoder();
   private waiting: ((frame: Frame) => void) | undefined;
   private readonly queued: Frame[] = [];
   private stderr = '';
@@ -93,15 +95,7 @@ class SessionContainer {
   }
 
   private receive(chunk: Buffer): void {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
-    while (this.buffered.length >= HEADER_BYTES) {
-      const length = this.buffered.readUInt32LE(1);
-      if (this.buffered.length < HEADER_BYTES + length) break;
-      const frame = {
-        type: String.fromCharCode(this.buffered[0] as number),
-        payload: this.buffered.subarray(HEADER_BYTES, HEADER_BYTES + length),
-      };
-      this.buffered = this.buffered.subarray(HEADER_BYTES + length);
+    for (const frame of this.decoder.push(chunk)) {
       const waiting = this.waiting;
       if (waiting) {
         this.waiting = undefined;
@@ -130,10 +124,7 @@ class SessionContainer {
   }
 
   async run(request: Buffer, io: ProcessIo): Promise<RunProcessResult> {
-    const header = Buffer.alloc(HEADER_BYTES);
-    header.write('R', 0, 'latin1');
-    header.writeUInt32LE(request.length, 1);
-    this.child.stdin.write(Buffer.concat([header, request]));
+    this.child.stdin.write(encodeFrame('R', request));
     let aborted = false;
     const onAbort = () => {
       aborted = true;
@@ -219,7 +210,7 @@ export function executorRequest(config: ContainerConfig, inContainer: (hostPath:
   for (const path of READONLY_PATHS) fields.push('readonly', path);
   if (fields.some((field) => field.includes('\0')))
     throw new StrataError('INVALID_ARGUMENT', 'a RUN argument, variable or path contains a NUL byte');
-  return Buffer.from(`${fields.join('\0')}\0`, 'utf8');
+  return nulSeparated(fields);
 }
 
 function capabilityMask(names: readonly string[]): bigint {
