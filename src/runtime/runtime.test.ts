@@ -646,7 +646,8 @@ for (const { isolation, session } of variants) {
       const ov = await overlay(busybox);
       const controller = new AbortController();
       const started = Date.now();
-      const running = sh(ov.merged, isolation, 'echo started; sleep 60 & sleep 60', {
+      // An unusual duration: other test files (tmux) run `sleep 60` on the host meanwhile.
+      const running = sh(ov.merged, isolation, 'echo started; sleep 57.31 & sleep 57.31', {
         signal: controller.signal,
         onOutput: () => controller.abort(),
       });
@@ -655,7 +656,7 @@ for (const { isolation, session } of variants) {
       assert.equal(result.exitCode, 137);
       assert.ok(Date.now() - started < 20_000);
       const { stdout } = await execFileAsync('ps', ['-eo', 'args']);
-      assert.ok(!stdout.split('\n').some((line) => line === 'sleep 60'), 'a container process survived');
+      assert.ok(!stdout.split('\n').some((line) => line === 'sleep 57.31'), 'a container process survived');
       assert.deepEqual(await changes(ov), []);
     });
 
