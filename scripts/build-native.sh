@@ -10,5 +10,5 @@ if ! command -v "$compiler" >/dev/null; then
   exit 0
 fi
 mkdir -p dist/native
-"$compiler" -O2 -Wall -Wextra -Werror -static -o dist/native/strata-exec.tmp native/strata-exec.c
+"$compiler" -O2 -Wall -Wextra -static -o dist/native/strata-exec.tmp native/strata-exec.c
 mv dist/native/strata-exec.tmp dist/native/strata-exec
