@@ -92,7 +92,10 @@ export async function runProcess(options: RunProcessOptions): Promise<RunProcess
     const prepared = await prepareContainer({ ...options, etcDir: join(scratch, 'etc') });
     try {
       const io = { onOutput: options.onOutput, signal: options.signal };
-      if (session?.accepts(prepared.config)) return await session.run(prepared.config, io);
+      if (session?.accepts(prepared.config)) {
+        const result = await session.run(prepared.config, io);
+        if (result) return result;
+      }
       if (isolation === 'runc') {
         return await runWithRunc((await findRunc()) as string, prepared.config, scratch, io);
       }

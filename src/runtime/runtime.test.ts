@@ -770,6 +770,21 @@ describe(
       assert.ok((await readdir(ov.merged)).includes('bin'));
     });
 
+    it('falls back to runc per step when its containers cannot start', async () => {
+      const broken = (await RuncSession.open('/bin/false', join(scratch, 'session-broken'))) as RuncSession;
+      activeSession = broken;
+      try {
+        const ov = await overlay(busybox);
+        const result = await sh(ov.merged, 'runc', 'echo still runs');
+        assert.equal(result.stdout, 'still runs\n');
+        assert.equal(broken.stats().steps, 0);
+        assert.match(String(broken.stats().broken), /build container stopped/);
+      } finally {
+        activeSession = undefined;
+        await broken.close();
+      }
+    });
+
     it('replaces a container that died, with a clear error for the step it was running', async () => {
       const ov = await stepRoot();
       const running = sh(ov.merged, 'runc', 'sleep 30', { session });

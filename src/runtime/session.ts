@@ -231,6 +231,8 @@ export class RuncSession {
   private started = 0;
   private stepsRun = 0;
   private closed = false;
+  /** Why no container could be started: the session then takes no more steps. */
+  private broken: Error | undefined;
 
   private constructor(
     private readonly runc: string,
@@ -271,6 +273,7 @@ export class RuncSession {
    */
   accepts(config: ContainerConfig): boolean {
     return (
+      this.broken === undefined &&
       isBelow(config.rootfs, this.mountRoot) &&
       !config.insecure &&
       !config.terminal &&
@@ -291,8 +294,11 @@ export class RuncSession {
     return `${STEPS_IN_CONTAINER}${hostPath.slice(this.mountRoot.length)}`;
   }
 
-  /** Runs one prepared step (its rootfs under `mountRoot`) in an idle container. */
-  async run(config: ContainerConfig, io: ProcessIo): Promise<RunProcessResult> {
+  /**
+   * Runs one prepared step (its rootfs under `mountRoot`) in an idle container. Undefined when
+   * no container can be started here (the caller then runs the step with its own runc).
+   */
+  async run(config: ContainerConfig, io: ProcessIo): Promise<RunProcessResult | undefined> {
     if (this.closed) throw new StrataError('INTERNAL', 'the build session is closed');
     let bound: string | undefined;
     const bindings: string[] = [];
@@ -313,7 +319,8 @@ export class RuncSession {
         mounts.push({ ...mount, source: target });
       }
       const request = executorRequest({ ...config, mounts }, (path) => this.inContainer(path));
-      const container = this.takeIdle() ?? (await this.start());
+      const container = this.takeIdle() ?? (await this.startOrBreak());
+      if (container === undefined) return undefined;
       this.stepsRun++;
       try {
         return await container.run(request, io);
@@ -335,6 +342,15 @@ export class RuncSession {
       this.all.delete(container);
     }
     return undefined;
+  }
+
+  private async startOrBreak(): Promise<SessionContainer | undefined> {
+    try {
+      return await this.start();
+    } catch (err) {
+      this.broken = err as Error;
+      return undefined;
+    }
   }
 
   private async start(): Promise<SessionContainer> {
@@ -405,9 +421,13 @@ export class RuncSession {
     return container;
   }
 
-  /** How many steps it ran, and how many containers are running. */
-  stats(): { steps: number; containers: number } {
-    return { steps: this.stepsRun, containers: this.all.size };
+  /** How many steps it ran, how many containers are running, and why it stopped taking steps. */
+  stats(): { steps: number; containers: number; broken?: Error } {
+    return {
+      steps: this.stepsRun,
+      containers: this.all.size,
+      ...(this.broken ? { broken: this.broken } : {}),
+    };
   }
 
   /** Kills every container at once (what a crash of runc would do); for tests. */
