@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'CORRUPT_STORE'
   /** A check the user asked for failed (`analyze --ci` rules): the result, not a malfunction. */
   | 'CHECK_FAILED'
+  /** The user stopped it (Ctrl-C): what ran was cleaned up. */
+  | 'CANCELLED'
   | 'INTERNAL';
 
 export class StrataError extends Error {

@@ -4,10 +4,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFile, readdir, writeFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { busyboxStore, run, strata, strataOk, tempDir, writeTree } from './helpers/cli.js';
+import { STRATA_BIN, busyboxStore, run, strata, strataOk, tempDir, writeTree } from './helpers/cli.js';
 
 /** `tar -tv` lines of each layer the build added on top of busybox. */
 async function newLayers(root: string, image: string): Promise<string[][]> {
@@ -248,6 +249,43 @@ describe('RUN steps (real CLI, runc, overlayfs)', () => {
       `bin/strata --root ${root} export cachemount/app | tar -tf - | grep var/cache/app || true`,
     ]);
     assert.equal(listing.stdout.trim(), '', 'the cache directory is not in the image');
+  });
+
+  test('Ctrl-C cancels a build: its RUN step is killed, exit 130, nothing left mounted or running', async () => {
+    const context = join(dir.path, 'ctx-cancel');
+    await writeTree(context, {
+      Dockerfile: 'FROM busybox\nRUN echo started; sleep 57.32\nRUN touch /never\n',
+    });
+    const child = spawn(
+      STRATA_BIN,
+      ['--root', root, 'build', '--progress', 'plain', '-t', 'cancel/me', context],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let output = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        if (/^#\d+ [\d.]+ started$/m.test(output)) resolve();
+      });
+      child.on('close', () => reject(new Error(`build ended before its step started:\n${output}`)));
+    });
+    const interrupted = Date.now();
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(code, 130, output);
+    assert.ok(Date.now() - interrupted < 15_000, 'the step was not killed');
+    assert.match(output, /build cancelled/);
+    assert.doesNotMatch(output, /touch \/never/);
+    const mounts = await readFile('/proc/self/mounts', 'utf8');
+    assert.deepEqual(
+      mounts.split('\n').filter((line) => line.includes(root)),
+      [],
+    );
+    const { stdout } = await run('ps', ['-eo', 'args']);
+    assert.ok(!stdout.split('\n').some((line) => line === 'sleep 57.32'), 'the step survived');
+    assert.equal((await strata(root, ['inspect', 'cancel/me'])).code, 1);
   });
 
   test('network none, tmpfs and bind mounts; insecure needs --allow', async () => {

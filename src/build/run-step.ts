@@ -222,6 +222,8 @@ export interface RunStepRequest {
   onOutput: (stream: 1 | 2, data: Uint8Array) => void;
   /** The build's long-lived runc containers, when the step's rootfs is where they see it. */
   session?: RuncSession;
+  /** Kills the step (the build was cancelled). */
+  signal?: AbortSignal;
 }
 
 /** Runs the step; a non-zero exit is a StrataError with BuildKit's wording. */
@@ -246,6 +248,7 @@ export async function runStep(request: RunStepRequest): Promise<void> {
   // what explains the failure (BuildKit prints them the same way).
   const tail = new OutputTail(10);
   try {
+    const cancelled = () => new StrataError('CANCELLED', 'build cancelled');
     const result = await runProcess({
       rootfs: request.rootfs,
       args,
@@ -259,11 +262,15 @@ export async function runStep(request: RunStepRequest): Promise<void> {
       insecure: request.insecure,
       isolation: request.isolation,
       ...(request.session ? { session: request.session } : {}),
+      ...(request.signal ? { signal: request.signal } : {}),
       onOutput: (stream, data) => {
         tail.add(data);
         request.onOutput(stream, data);
       },
+    }).catch((err: unknown) => {
+      throw request.signal?.aborted ? cancelled() : err;
     });
+    if (request.signal?.aborted) throw cancelled();
     if (result.exitCode !== 0) {
       const shown = request.script ? request.args.concat(`<<${request.script.name}`) : request.args;
       const lines = tail.lines();

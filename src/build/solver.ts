@@ -111,6 +111,11 @@ export interface BuildOptions {
    */
   runSession?: boolean;
   /**
+   * Cancels the build: a running RUN step is killed, no further step starts, and the build
+   * rejects with a CANCELLED error once everything it mounted or started is cleaned up.
+   */
+  signal?: AbortSignal;
+  /**
    * Fetches a base image the store lacks (the registry client, which sits above the build
    * engine, is passed in by the caller; without it a missing base is an error).
    */
@@ -206,6 +211,7 @@ function cloneConfig(config: ImageConfig): ImageConfig {
 
 function userError(file: string, instruction: Instruction, err: unknown): never {
   if (err instanceof DockerfileError) throw err;
+  if (err instanceof StrataError && err.code === 'CANCELLED') throw err;
   if (err instanceof StrataError && err.userFacing)
     throw dockerfileError(file, instruction.range.start, err.message);
   throw err;
@@ -285,6 +291,10 @@ class Build {
     for (const root of this.imageRoots.splice(0)) await root.release().catch(() => undefined);
     const session = await this.session?.catch(() => undefined);
     await session?.close();
+  }
+
+  throwIfCancelled(): void {
+    if (this.options.signal?.aborted) throw new StrataError('CANCELLED', 'build cancelled');
   }
 
   /**
@@ -484,6 +494,7 @@ class Build {
         continue;
       }
       number++;
+      this.throwIfCancelled();
       await this.runStep(state, scope, flags, instruction, { ...identity, number }, noCache);
     }
     return state;
@@ -790,6 +801,7 @@ class Build {
               mounts: prepared.mounts,
               onOutput: log,
               ...(session ? { session } : {}),
+              ...(this.options.signal ? { signal: this.options.signal } : {}),
             }),
           );
         } finally {

@@ -234,9 +234,19 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
 
       const store = await ctx.openStore();
       const progress: ProgressSink = createProgress(mode, ctx.stderr);
+      // Ctrl-C cancels the build, which kills its RUN step and unmounts what it mounted; a
+      // second one exits at once.
+      const cancel = new AbortController();
+      const onSignal = (): void => {
+        if (cancel.signal.aborted) process.exit(130);
+        cancel.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       let result: BuildResult;
       try {
         result = await build(store, {
+          signal: cancel.signal,
           context,
           ...dockerfileSource,
           buildArgs,
@@ -261,6 +271,9 @@ export function registerBuildCommands(program: Command, ctx: CliContext): void {
         await progress.close();
         printWarnings();
         throw err;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
       await progress.close();
       for (const output of outputs) {

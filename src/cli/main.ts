@@ -119,6 +119,11 @@ export async function main(argv: readonly string[]): Promise<number> {
         : 2;
     }
     if (err instanceof SilentExit) return err.exitCode;
+    // Ctrl-C: the shell's code for SIGINT, after the command cleaned up.
+    if (err instanceof StrataError && err.code === 'CANCELLED') {
+      context.warn(`Error: ${err.message}`);
+      return 130;
+    }
     const debug = program.opts<{ debug?: boolean }>().debug === true;
     if (err instanceof StrataError && err.userFacing && !debug) {
       context.warn(`Error: ${err.message}`);
