@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { resolveOwner, supplementaryGroups } from '../build/users.js';
 import { StrataError } from '../errors.js';
-import { capabilitiesFor, type OciSpec } from '../runtime/spec.js';
+import { capabilitiesFor, ownTerminalSize, type OciSpec } from '../runtime/spec.js';
 import { findRunc, type OciProcess } from '../runtime/index.js';
 import { mergeEnv } from './options.js';
 import { runcGlobalArgs } from './process.js';
@@ -48,6 +48,9 @@ export async function execProcess(
     env: mergeEnv(spec.process.env, request.env ?? []),
     cwd: request.workingDir ?? spec.process.cwd,
   };
+  const size = request.terminal ? ownTerminalSize() : undefined;
+  if (size) process.consoleSize = size;
+  else delete process.consoleSize;
   if (request.user !== undefined && request.user !== '') {
     const owner = await resolveOwner(request.user, paths.rootfs, { numericUserGroup: 'run' });
     const groups = await supplementaryGroups(request.user, paths.rootfs);

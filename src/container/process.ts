@@ -21,7 +21,7 @@ import { runHostCommandOk } from '../archive/shell-runner.js';
 import { resolveInRoot, resolveOwner, supplementaryGroups } from '../build/users.js';
 import { StrataError, errnoCode } from '../errors.js';
 import { resolveTarget, type ResolvedImage } from '../image/resolve.js';
-import { findRunc, ociSpec, prepareContainer, type RuntimeMount } from '../runtime/index.js';
+import { findRunc, ociSpec, ownTerminalSize, prepareContainer, type RuntimeMount } from '../runtime/index.js';
 import type { Store } from '../store/index.js';
 import type { LogStream } from './logs.js';
 import { setUpPrivateNetwork, tearDownNetwork, type PrivateNetwork } from './network.js';
@@ -169,7 +169,10 @@ export class ContainerProcess {
       undo.push(() => prepared.release());
 
       await mkdir(paths.bundle, { recursive: true, mode: 0o700 });
-      await writeFile(join(paths.bundle, 'config.json'), JSON.stringify(ociSpec(prepared.config)));
+      const spec = ociSpec(prepared.config);
+      const size = io.terminal ? ownTerminalSize() : undefined;
+      if (size) spec.process.consoleSize = size;
+      await writeFile(join(paths.bundle, 'config.json'), JSON.stringify(spec));
       const pidFile = join(paths.bundle, 'init.pid');
       const runcLog = join(paths.bundle, 'runc.log');
       await rm(pidFile, { force: true });

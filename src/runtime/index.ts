@@ -59,7 +59,7 @@ export type {
   RunProcessResult,
   RuntimeMount,
 } from './spec.js';
-export { ociProcess, ociSpec } from './spec.js';
+export { ociProcess, ociSpec, ownTerminalSize } from './spec.js';
 export { findRunc } from './runc.js';
 export { RuncSession } from './session.js';
 

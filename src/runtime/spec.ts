@@ -227,6 +227,8 @@ export interface OciSpec {
   ociVersion: string;
   process: {
     terminal: boolean;
+    /** The terminal's size from the start (else runc sets it only after the process started). */
+    consoleSize?: { height: number; width: number };
     user: { uid: number; gid: number; additionalGids?: number[] };
     args: string[];
     env: string[];
@@ -356,6 +358,16 @@ export function ociSpec(config: ContainerConfig): OciSpec {
       ...(config.insecure ? {} : { maskedPaths: [...MASKED_PATHS], readonlyPaths: [...READONLY_PATHS] }),
     },
   };
+}
+
+/**
+ * This process's terminal size, for a container process that gets a terminal: given to runc as
+ * `consoleSize`, the process sees it from its first instruction. Without it runc resizes the pty
+ * only once the process runs, and a quick first `stty size` can still read 0 0.
+ */
+export function ownTerminalSize(): { height: number; width: number } | undefined {
+  const { rows, columns, isTTY } = process.stdout;
+  return isTTY && rows > 0 && columns > 0 ? { height: rows, width: columns } : undefined;
 }
 
 /** The capabilities in this process's bounding set, from a `CapBnd:` hex mask. */
