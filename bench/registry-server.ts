@@ -5,13 +5,20 @@
  *
  * - blob upload of a 1 GiB blob: POST, then one PUT ?digest= streaming the whole body from a file
  *   (distribution 2.8 has no single-POST upload, so both get POST + PUT); MB/s, median of 3;
- * - blob download of that blob: GET, body discarded; MB/s, median of 3;
+ * - blob download of that blob: GET, body discarded; MB/s, median of 5, after one untimed GET per
+ *   server (both then serve from the page cache, which the host may have trimmed since the upload);
  * - manifest GET by tag with the OCI Accept header: requests/s and p99 latency over 10 s with 64
  *   connections, after a 2 s warm-up.
  *
  * The clients run in their own processes so that neither server shares a core with the bench's
  * event loop: curl for the blob transfers (a neutral native client), autocannon for the manifest
  * load. Ratios are strata / distribution: ≥ 1.0 means strata is at least as fast.
+ *
+ * Fairness: the servers take turns (for downloads, which one goes first alternates too). The file
+ * system is synced, untimed, before the uploads (the bench's own blob file) and between uploads and
+ * downloads: strata fsyncs an upload before acknowledging it and distribution does not, so
+ * distribution's gigabytes would otherwise be written back during the downloads, slowing
+ * whichever transfer happened to run then.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -24,7 +31,9 @@ import { REPO_ROOT, STRATA_BIN, run } from '../test/helpers/cli.js';
 import { REGISTRY_BIN, freePort } from '../test/helpers/registry.js';
 
 const BLOB_BYTES = 1024 * 1024 * 1024;
-const RUNS = 3;
+const UPLOAD_RUNS = 3;
+/** Downloads take ~0.5 s each on a shared 2-core machine, where one run can be off by ±30 %. */
+const DOWNLOAD_RUNS = 5;
 const LOAD_SECONDS = 10;
 const WARMUP_SECONDS = 2;
 const CONNECTIONS = 64;
@@ -189,6 +198,12 @@ async function uploadSeconds(server: Server, repo: string, file: string, digest:
   return postSeconds + putSeconds;
 }
 
+/** Writes back every dirty page of the file system holding `path` (sync -f: syncfs(2)). */
+async function syncFileSystem(path: string): Promise<void> {
+  const result = await run('sync', ['-f', path]);
+  if (result.code !== 0) throw new Error(`sync -f ${path} exited ${result.code}: ${result.stderr}`);
+}
+
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
@@ -299,16 +314,23 @@ export async function benchRegistryServer(): Promise<void> {
     // Runs alternate between the servers, so that neither gets a quieter disk or machine.
     const uploads = new Map<string, number[]>(both.map((server) => [server.label, []]));
     const downloads = new Map<string, number[]>(both.map((server) => [server.label, []]));
-    for (let runIndex = 0; runIndex < RUNS; runIndex++) {
+    // The bench's own gigabyte (the blob file) is not written back during the first upload.
+    await syncFileSystem(work);
+    for (let runIndex = 0; runIndex < UPLOAD_RUNS; runIndex++) {
       for (const server of both) {
         // A fresh repository each run: the blob is uploaded in full every time.
         const seconds = await uploadSeconds(server, `bench/big${runIndex}`, blobFile, digest);
         uploads.get(server.label)!.push(BLOB_BYTES / 1e6 / seconds);
       }
     }
-    for (let runIndex = 0; runIndex < RUNS; runIndex++) {
-      for (const server of both) {
-        const seconds = await curlSeconds([`${server.url}/v2/bench/big0/blobs/${digest}`], 200, 'down');
+    await syncFileSystem(work);
+    const blobUrl = (server: Server): string => `${server.url}/v2/bench/big0/blobs/${digest}`;
+    for (const server of both) await curlSeconds([blobUrl(server)], 200, 'down');
+    // Who goes first alternates as well: a download is short enough for the order to matter.
+    const inTurn = (runIndex: number): Server[] => (runIndex % 2 === 0 ? both : [...both].reverse());
+    for (let runIndex = 0; runIndex < DOWNLOAD_RUNS; runIndex++) {
+      for (const server of inTurn(runIndex)) {
+        const seconds = await curlSeconds([blobUrl(server)], 200, 'down');
         downloads.get(server.label)!.push(BLOB_BYTES / 1e6 / seconds);
       }
     }
@@ -341,13 +363,13 @@ function printTable(
   const rows: [string, string, string, string][] = [
     ['metric', 'strata', 'distribution', 'ratio'],
     [
-      'blob upload 1 GiB (MB/s, median of 3)',
+      `blob upload 1 GiB (MB/s, median of ${UPLOAD_RUNS})`,
       strata.uploadMBps.toFixed(0),
       distribution.uploadMBps.toFixed(0),
       (strata.uploadMBps / distribution.uploadMBps).toFixed(2),
     ],
     [
-      'blob download 1 GiB (MB/s, median of 3)',
+      `blob download 1 GiB (MB/s, median of ${DOWNLOAD_RUNS})`,
       strata.downloadMBps.toFixed(0),
       distribution.downloadMBps.toFixed(0),
       (strata.downloadMBps / distribution.downloadMBps).toFixed(2),

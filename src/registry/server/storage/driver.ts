@@ -27,8 +27,10 @@ export interface StorageDriver {
   /**
    * Optional fast path for serving: writes bytes [offset, end) of an object into `destination`
    * (not ending it), reusing a few buffers. A reader has to allocate every chunk it hands away;
-   * at GB/s that allocation, not the disk, is what a download costs. Rejects when the object is
-   * absent or shorter than `end`, or when the destination fails or closes first.
+   * at GB/s that allocation, not the disk, is what a download costs. A buffer is reused only
+   * after the destination's write callback for it, so `destination` must not keep a chunk past
+   * that callback. Rejects when the object is absent or shorter than `end`, or when the
+   * destination fails or closes first.
    */
   copyTo?(path: string, range: { offset: number; end: number }, destination: Writable): Promise<void>;
 

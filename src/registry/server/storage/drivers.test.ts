@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { PassThrough, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { join, relative, sep } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
@@ -340,37 +340,72 @@ test('FilesystemDriver constructed directly (no open) creates its root and temp 
   }
 });
 
+/**
+ * A destination that takes each chunk's bytes only when it gets to it, as a socket does when the
+ * kernel accepts them: with `holdMs`, chunks queue up behind a slow one (a high-water mark big
+ * enough that copyTo keeps writing), so a buffer that copyTo read into again before its write
+ * callback shows up as corrupted output, and as a chunk changed while it was being taken.
+ */
+function slowSink(options: { holdMs?: number } = {}): Writable & { bytes(): Buffer; reusedEarly: number } {
+  const chunks: Buffer[] = [];
+  const sink = Object.assign(
+    new Writable({
+      highWaterMark: 64 * 1024 * 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        const copy = Buffer.from(chunk);
+        chunks.push(copy);
+        if (options.holdMs === undefined) return callback();
+        setTimeout(() => {
+          if (!chunk.equals(copy)) sink.reusedEarly++;
+          callback();
+        }, options.holdMs);
+      },
+    }),
+    { bytes: () => Buffer.concat(chunks), reusedEarly: 0 },
+  );
+  return sink;
+}
+
 test('FilesystemDriver.copyTo: whole objects and ranges through reused buffers; a closed destination stops it', async () => {
   await withFilesystemDriver(async (driver) => {
-    // 5 MiB + 3: more chunks than copyTo has buffers, and a short last one.
-    const data = randomBytes(5 * 1024 * 1024 + 3);
+    // 9 MiB + 3: more 2 MiB chunks than copyTo has buffers, and a short last one.
+    const data = randomBytes(9 * 1024 * 1024 + 3);
     await driver.putContent('blobs/big', data);
-    const copy = async (offset: number, end: number): Promise<Buffer> => {
-      const sink = new PassThrough();
-      const collected = readAll(sink);
+    const copy = async (offset: number, end: number, holdMs?: number): Promise<Buffer> => {
+      const sink = slowSink(holdMs === undefined ? {} : { holdMs });
       await driver.copyTo('blobs/big', { offset, end }, sink);
-      sink.end();
-      return collected;
+      await new Promise((resolve) => sink.end(resolve));
+      assert.equal(sink.reusedEarly, 0, 'a buffer was read into before its write callback');
+      return sink.bytes();
     };
     assert.ok((await copy(0, data.length)).equals(data));
-    assert.ok((await copy(1_000_000, 4_500_000)).equals(data.subarray(1_000_000, 4_500_000)));
+    assert.ok((await copy(0, data.length, 5)).equals(data), 'a slow destination gets every byte intact');
+    assert.ok((await copy(1_000_000, 8_500_000)).equals(data.subarray(1_000_000, 8_500_000)));
+    assert.ok((await copy(3, 2 * 1024 * 1024 + 5)).equals(data.subarray(3, 2 * 1024 * 1024 + 5)));
+    assert.ok((await copy(5, 8)).equals(data.subarray(5, 8)));
     assert.equal((await copy(7, 7)).length, 0);
     await assert.rejects(copy(0, data.length + 1), /shorter than expected/);
     await assert.rejects(
-      driver.copyTo('blobs/absent', { offset: 0, end: 1 }, new PassThrough()),
+      driver.copyTo('blobs/absent', { offset: 0, end: 1 }, slowSink()),
       (err: unknown) => errnoCodeOf(err) === 'ENOENT',
     );
 
     // A consumer that goes away mid-copy: the copy rejects instead of waiting forever.
-    const slow = new Writable({
-      highWaterMark: 1,
-      write(_chunk, _encoding, callback) {
-        setTimeout(callback, 50);
-      },
-    });
+    const slow = slowSink({ holdMs: 50 });
     const copying = driver.copyTo('blobs/big', { offset: 0, end: data.length }, slow);
     setTimeout(() => slow.destroy(), 20);
     await assert.rejects(copying, /closed before the copy finished/);
+    // One that fails: its error is the copy's.
+    const failing = new Writable({
+      write(_chunk, _encoding, callback) {
+        callback(new Error('disk on fire'));
+      },
+    });
+    failing.on('error', () => undefined);
+    await assert.rejects(
+      driver.copyTo('blobs/big', { offset: 0, end: data.length }, failing),
+      /disk on fire/,
+    );
   });
 });
 
