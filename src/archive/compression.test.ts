@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,6 +15,7 @@ import { compress as zstdCompress, decompress as zstdDecompress } from 'zstd-nap
 import { isStrataError } from '../errors.js';
 import type { Compression } from '../oci/mediatypes.js';
 import {
+  compressFile,
   compressStream,
   compressionWorkerCount,
   decompressStream,
@@ -229,6 +232,48 @@ describe('parallel gzip', () => {
     assert.equal(sha(two), sha(none));
     assert.equal(sha(all), sha(none));
     assert.ok(gunzipSync(two).equals(data));
+  });
+
+  it('compressFile gives the bytes compressStream gives, for every codec and any file size', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'strata-compress-file-'));
+    try {
+      for (const size of [0, 1000, 128 * KiB, 3 * 128 * KiB, 2 * MiB + 777]) {
+        const data = sample(size, size + 1);
+        const path = join(dir, `in-${size}`);
+        await writeFile(path, data);
+        for (const codec of ['gzip', 'zstd', 'none'] as const) {
+          const options = { blockSize: 128 * KiB };
+          let read = 0;
+          const fromFile = await collect(
+            compressFile(await open(path, 'r'), codec, { ...options, onBytes: (n) => (read += n) }),
+          );
+          assert.equal(sha(fromFile), sha(await compress(data, codec, options)), `${codec} of ${size} bytes`);
+          assert.equal(read, size, 'every input byte is reported');
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('compressFile waits for a slow reader instead of buffering the whole output', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'strata-compress-file-'));
+    try {
+      const path = join(dir, 'noise');
+      const data = noise(4 * MiB, 9);
+      await writeFile(path, data);
+      let read = 0;
+      const stream = compressFile(await open(path, 'r'), 'gzip', {
+        blockSize: 64 * KiB,
+        onBytes: (n) => (read += n),
+      });
+      // Nothing is consumed: the pump stops once a few blocks of output wait.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.ok(read < data.length, `read ${read} of ${data.length} bytes with nobody reading`);
+      assert.ok(gunzipSync(await collect(stream)).equals(data));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('really runs in worker threads', async () => {

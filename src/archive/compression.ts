@@ -24,7 +24,8 @@
  * keeps the ratio within ~0.05% of one zlib stream (see bench/compression.ts).
  */
 import { availableParallelism } from 'node:os';
-import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
+import { PassThrough, Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { createGunzip, deflateRaw, type ZlibOptions } from 'node:zlib';
 import { CompressStream, DecompressStream } from 'zstd-napi';
@@ -256,6 +257,28 @@ export function compressStream(compression: Compression, options: CompressOption
   }
 }
 
+/**
+ * `compressStream` of what `handle` holds from its current position to its end, with the same
+ * output. gzip reads the file straight into the shared blocks the workers compress: no read
+ * buffers to allocate and collect, no copy of every byte into a block. `onBytes` is told how
+ * many input bytes were read as they are. The handle is closed when the stream ends or fails.
+ */
+export function compressFile(
+  handle: FileHandle,
+  compression: Compression,
+  options: CompressOptions & { onBytes?: (bytes: number) => void } = {},
+): Readable {
+  const compressor = compressStream(compression, options);
+  if (compressor instanceof ParallelGzip) {
+    void compressor.pump(handle, options.onBytes);
+    return compressor;
+  }
+  const input = handle.createReadStream({ highWaterMark: MiB });
+  const onBytes = options.onBytes;
+  if (onBytes !== undefined) input.on('data', (chunk: string | Buffer) => onBytes(chunk.length));
+  return pipeline(input, compressor, () => undefined);
+}
+
 function resolveParallelism(parallel: boolean | number | undefined): number {
   if (parallel === undefined || parallel === true) return availableParallelism();
   if (parallel === false) return 0;
@@ -332,6 +355,8 @@ class ParallelGzip extends Transform {
   #total = 0;
   #failure: Error | undefined;
   #wake: (() => void) | undefined;
+  /** pump() waiting for the output to be taken. */
+  #reader: (() => void) | undefined;
 
   constructor(level: number, blockSize: number, workers: number) {
     super();
@@ -353,7 +378,66 @@ class ParallelGzip extends Transform {
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     this.#fail(err ?? new Error('stream destroyed'));
     pool.cancel(this);
+    this.#wakeReader();
     callback(err);
+  }
+
+  override _read(size: number): void {
+    this.#wakeReader();
+    super._read(size);
+  }
+
+  /**
+   * Compresses what `handle` reads (compressFile) instead of what is written: each block is read
+   * from the file into its shared buffer directly. Reads wait while the compressed output not yet
+   * taken downstream is over two blocks.
+   */
+  async pump(handle: FileHandle, onBytes: ((bytes: number) => void) | undefined): Promise<void> {
+    const fresh = (): Buffer => this.#spare.pop() ?? Buffer.from(new SharedArrayBuffer(this.#blockSize));
+    try {
+      for (;;) {
+        while (this.readableLength > 2 * this.#blockSize && !this.#failure && !this.destroyed)
+          await new Promise<void>((resolve) => (this.#reader = resolve));
+        if (this.#failure || this.destroyed) return;
+        if (this.#fill < this.#blockSize) {
+          this.#block ??= fresh();
+          const { bytesRead } = await handle.read(
+            this.#block,
+            this.#fill,
+            this.#blockSize - this.#fill,
+            null,
+          );
+          if (bytesRead === 0) break;
+          this.#fill += bytesRead;
+          onBytes?.(bytesRead);
+          continue;
+        }
+        // As in #write, a full block is sent only once more input shows it is not the last one:
+        // the next block is read first.
+        const next = fresh();
+        const { bytesRead } = await handle.read(next, 0, this.#blockSize, null);
+        if (bytesRead === 0) {
+          this.#spare.push(next);
+          break;
+        }
+        await this.#submit(false);
+        this.#block = next;
+        this.#fill = bytesRead;
+        onBytes?.(bytesRead);
+      }
+    } catch (err) {
+      this.destroy(err instanceof Error ? err : new Error(String(err)));
+      return;
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+    this.end();
+  }
+
+  #wakeReader(): void {
+    const resolve = this.#reader;
+    this.#reader = undefined;
+    resolve?.();
   }
 
   async #write(chunk: Buffer): Promise<void> {

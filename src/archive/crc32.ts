@@ -117,18 +117,28 @@ const ZERO_BYTE: Uint32Array = (() => {
 })();
 
 /**
+ * ZERO_BYTE^(2^k) for k = 0, 1, …: the operator for 2^k zero bytes, squared once and kept, so a
+ * combine costs one matrix-vector product per set bit of the length (one for a power of two,
+ * as parallel gzip's blocks are) instead of a matrix squaring per bit.
+ */
+const POWERS: Uint32Array[] = [ZERO_BYTE];
+
+function zeroBytesOperator(k: number): Uint32Array {
+  while (POWERS.length <= k) POWERS.push(matrixSquare(POWERS[POWERS.length - 1]!));
+  return POWERS[k]!;
+}
+
+/**
  * The CRC-32 of A‖B given `crcA` = crc32(A), `crcB` = crc32(B) and `lengthB` = B's length in
  * bytes (any safe integer; lengths beyond 4 GiB work).
  */
 export function crc32Combine(crcA: number, crcB: number, lengthB: number): number {
   if (!Number.isSafeInteger(lengthB) || lengthB < 0) throw new RangeError(`invalid length ${lengthB}`);
   let shifted = crcA >>> 0;
-  let operator = ZERO_BYTE;
   let remaining = lengthB;
-  while (remaining > 0) {
-    if (remaining % 2 === 1) shifted = matrixTimesVector(operator, shifted);
+  for (let k = 0; remaining > 0; k++) {
+    if (remaining % 2 === 1) shifted = matrixTimesVector(zeroBytesOperator(k), shifted);
     remaining = Math.floor(remaining / 2);
-    if (remaining > 0) operator = matrixSquare(operator);
   }
   return (shifted ^ crcB) >>> 0;
 }

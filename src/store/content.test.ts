@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import { digestOf, type Digest } from '../oci/digest.js';
 import { isStrataError } from '../errors.js';
 import { ContentStore } from './content.js';
-import { deadPid, withTempDir } from './testing/helpers.js';
+import { openThreadedDigest, prestartDigestThread, terminateDigestThread } from './digest-thread.js';
+import { deadPid, exitCode, spawnFixture, withTempDir } from './testing/helpers.js';
 
 async function blobs(content: ContentStore): Promise<Digest[]> {
   const found: Digest[] = [];
@@ -284,4 +285,92 @@ describe('resumable ingest', () => {
       );
       assert.deepEqual(await readdir(join(root, 'ingest')), []);
     }));
+});
+
+describe('large ingests', () => {
+  /** Waits until the digest thread runs, so that ingests asking for it really use it. */
+  async function threadRunning(): Promise<void> {
+    prestartDigestThread();
+    for (;;) {
+      const probe = openThreadedDigest('sha256');
+      if (probe !== undefined) {
+        probe.abandon();
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** `size` bytes in batches of pieces of odd sizes, as a download hands them over. */
+  async function* batches(data: Buffer): AsyncIterable<Uint8Array[]> {
+    let at = 0;
+    for (let n = 0; at < data.length; n++) {
+      const batch: Uint8Array[] = [];
+      for (let i = 0; i < 1 + (n % 5) && at < data.length; i++) {
+        const length = 1 + ((n * 7919 + i * 104729) % 200_000);
+        batch.push(data.subarray(at, at + length));
+        at += length;
+      }
+      yield batch;
+    }
+  }
+
+  const data = Buffer.alloc(9 * 1024 * 1024 + 12345);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+  const digest = digestOf(data);
+
+  test('batches of pieces are stored and digested as one stream, on the digest thread or not', () =>
+    withTempDir(async (root) => {
+      const content = new ContentStore(root);
+      await threadRunning();
+      for (const offThread of [true, false]) {
+        const stored = await content.ingest(batches(data), { digest, size: data.length, offThread });
+        assert.deepEqual({ digest: stored.digest, size: stored.size }, { digest, size: data.length });
+        assert.ok((await readFile(content.blobPath(digest))).equals(data));
+        await content.delete(digest);
+      }
+      // Without an expected digest, the thread's digest is the blob's name.
+      const unnamed = await content.ingest(batches(data), { offThread: true });
+      assert.equal(unnamed.digest, digest);
+      assert.deepEqual(await readdir(join(root, 'ingest')), []);
+    }));
+
+  test('wrong content digested on the thread stores nothing', () =>
+    withTempDir(async (root) => {
+      const content = new ContentStore(root);
+      await threadRunning();
+      const wrong = digestOf('something else');
+      await assert.rejects(content.ingest(batches(data), { digest: wrong, offThread: true }), (err) =>
+        isStrataError(err, 'DIGEST_MISMATCH'),
+      );
+      assert.deepEqual(await blobs(content), []);
+      assert.deepEqual(await readdir(join(root, 'ingest')), []);
+    }));
+
+  test('an ingest whose digest thread stops goes on digesting here, from what it wrote', () =>
+    withTempDir(async (root) => {
+      const content = new ContentStore(root);
+      await threadRunning();
+      async function* stopping(): AsyncIterable<Uint8Array[]> {
+        let n = 0;
+        for await (const batch of batches(data)) {
+          if (n++ === 20) await terminateDigestThread();
+          yield batch;
+        }
+      }
+      const stored = await content.ingest(stopping(), { digest, size: data.length, offThread: true });
+      assert.equal(stored.digest, digest);
+      assert.ok((await readFile(content.blobPath(digest))).equals(data));
+      await content.delete(digest);
+      // The next large ingest starts the thread again.
+      await threadRunning();
+      assert.equal((await content.ingest(batches(data), { offThread: true })).digest, digest);
+    }));
+
+  test('a process that used the digest thread exits when its work is done', { timeout: 60_000 }, () =>
+    withTempDir(async (root) => {
+      const child = spawnFixture('digest-thread-fixture.ts', [root]);
+      assert.equal(await exitCode(child), 0);
+    }),
+  );
 });

@@ -15,6 +15,7 @@ import {
 } from '../oci/digest.js';
 import { StrataError, errnoCode, isStrataError } from '../errors.js';
 import { fsyncDir } from './atomic.js';
+import { DigestThreadError, openThreadedDigest, type ThreadedDigest } from './digest-thread.js';
 import { Leases, type Lease } from './lease.js';
 import { DEFAULT_STALE_MS, isLocked, messageOf, processAlive } from './lock.js';
 import { storeLayout } from './paths.js';
@@ -26,8 +27,12 @@ export interface BlobInfo {
   created?: boolean;
 }
 
-/** Bytes to store: a stream or any async iterable of chunks. */
-export type ByteSource = Readable | AsyncIterable<Uint8Array>;
+/**
+ * Bytes to store: a stream or any async iterable of chunks. A chunk may also be a batch of
+ * pieces (in order), which the store writes without joining them (a download hands over what
+ * its socket delivered that way).
+ */
+export type ByteSource = Readable | AsyncIterable<Uint8Array | readonly Uint8Array[]>;
 
 /**
  * What `ingest` reads. A function is called with the offset to start from, so a resumable ingest
@@ -48,6 +53,12 @@ export interface IngestExpectation {
   ref?: string;
   /** Records the blob in this lease instead of the current one (see lease.ts). */
   lease?: Lease;
+  /**
+   * Digests on the digest thread (digest-thread.ts, started if need be) when the blob's first
+   * write batch is a full 1 MiB: for large transfers whose main thread has other work (a pull's
+   * sockets). The result is the same; a resumed ingest digests on the main thread.
+   */
+  offThread?: boolean;
 }
 
 export interface CleanResult {
@@ -195,7 +206,7 @@ export class ContentStore {
     const temp = join(this.ingestDir, `${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
     try {
       const digester = new Digester(expected.digest ? digestAlgorithm(expected.digest) : 'sha256');
-      const result = await writeVerified(temp, 'wx', await sourceAt(source, 0), digester, 0, expected);
+      const result = await writeVerified(temp, 'wx', await sourceAt(source, 0), digester, expected);
       return await this.commit(temp, result, expected.lease);
     } finally {
       // After a commit the temp is gone (renamed or already dropped); after a failure, it goes here.
@@ -330,7 +341,6 @@ export class ContentStore {
           offset > 0 ? 'r+' : 'w',
           await sourceAt(source, offset),
           digester,
-          offset,
           expected,
         );
       } catch (err) {
@@ -365,20 +375,32 @@ async function sourceAt(source: IngestSource, offset: number): Promise<AsyncIter
 
 const MAX_WRITES_IN_FLIGHT = 4;
 const FLUSH_EVERY = 32 * 1024 * 1024;
+/**
+ * Pieces are gathered up to this many bytes and written with one writev: sources deliver
+ * ~64 KiB pieces (sockets) or less, and each write is a round trip through libuv's thread pool.
+ * Gathering references instead of joining the bytes spares a copy and the garbage it makes.
+ */
+const WRITE_BYTES = 1024 * 1024;
+/** writev takes at most IOV_MAX (1024 on Linux) buffers per call. */
+const MAX_PIECES = 1024;
 
 /**
- * Streams `source` into `path` from `position`, digesting every chunk, failing as soon as the
- * size is exceeded, and checking digest and size at the end; fsyncs before returning so a later
- * rename publishes durable content. On failure the file is left for the caller to remove or keep.
+ * Streams `source` into `path` after the `prefix.size` bytes the digester has seen (the kept
+ * part of a resumed ingest), digesting every chunk, failing as soon as the size is exceeded, and
+ * checking digest and size at the end; fsyncs before returning so a later rename publishes
+ * durable content. On failure the file is left for the caller to remove or keep; what the source
+ * delivered before failing is written to it first (a resumable ingest goes on from there). Pieces
+ * are written after the source has moved on (see WRITE_BYTES), so a source must not change a
+ * buffer once it has yielded it (what Node's streams require as well).
  */
 async function writeVerified(
   path: string,
   flags: 'wx' | 'w' | 'r+',
   source: AsyncIterable<unknown>,
-  digester: Digester,
-  position: number,
+  prefix: Digester,
   expected: IngestExpectation,
 ): Promise<DigestResult> {
+  const position = prefix.size;
   const handle = await open(path, flags, 0o600);
   // Writes are positional, so a few can be in flight while the source makes the next chunks;
   // and the data is flushed as it goes (one datasync at a time), so the final fsync does not
@@ -396,44 +418,119 @@ async function writeVerified(
   const inFlight: Array<Promise<void>> = [];
   let flushing: Promise<void> = Promise.resolve();
   let unflushed = 0;
-  const writeAt = async (bytes: Uint8Array, at: number): Promise<void> => {
-    let written = 0;
-    while (written < bytes.length) {
-      const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, at + written);
-      written += bytesWritten;
+  let size = position;
+  let offset = position;
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  // Chosen with the first batch: the digest thread for a large fresh blob when asked for.
+  let threaded: ThreadedDigest | undefined;
+  let chosen = false;
+  const writeAt = async (pieces: Uint8Array[], at: number): Promise<void> => {
+    let first = 0;
+    while (first < pieces.length) {
+      const { bytesWritten } = await handle.writev(pieces.slice(first, first + MAX_PIECES), at);
+      at += bytesWritten;
+      // Skip what was written; a piece written in part continues from where it stopped.
+      let left = bytesWritten;
+      while (first < pieces.length && left >= pieces[first]!.length) left -= pieces[first++]!.length;
+      if (left > 0) pieces[first] = pieces[first]!.subarray(left);
     }
   };
+  const writePending = async (): Promise<void> => {
+    if (pendingBytes === 0) return;
+    const pieces = pending;
+    const bytes = pendingBytes;
+    pending = [];
+    pendingBytes = 0;
+    if (!chosen) {
+      chosen = true;
+      if (expected.offThread === true && position === 0 && bytes >= WRITE_BYTES)
+        threaded = openThreadedDigest(prefix.algorithm);
+    }
+    if (threaded !== undefined) {
+      try {
+        await threaded.add(pieces);
+      } catch (err) {
+        await digestHere(err);
+        for (const piece of pieces) prefix.update(piece);
+      }
+    } else {
+      for (const piece of pieces) prefix.update(piece);
+    }
+    if (inFlight.length >= MAX_WRITES_IN_FLIGHT) await inFlight.shift();
+    check();
+    inFlight.push(guard(writeAt(pieces, offset)));
+    offset += bytes;
+    unflushed += bytes;
+    if (unflushed >= FLUSH_EVERY) {
+      unflushed = 0;
+      await flushing;
+      const written = Promise.all(inFlight);
+      flushing = guard(written.then(() => handle.datasync()));
+    }
+  };
+  /**
+   * The digest thread failed (see digest-thread.ts): digest what was written so far (everything
+   * it was given) from the file, here, and go on here.
+   */
+  const digestHere = async (err: unknown): Promise<void> => {
+    if (!(err instanceof DigestThreadError)) throw err;
+    threaded = undefined;
+    await Promise.all(inFlight.splice(0));
+    check();
+    if (offset > position) {
+      for await (const chunk of createReadStream(path, { start: position, end: offset - 1 }))
+        prefix.update(chunk as Buffer);
+    }
+  };
+  /** Counts a piece and queues it for the next write; true when that write is due. */
+  const take = (piece: unknown): boolean => {
+    const bytes = toBytes(piece);
+    if (bytes.length === 0) return false;
+    size += bytes.length;
+    if (expected.size !== undefined && size > expected.size) {
+      throw mismatch(`content is larger than the expected ${expected.size} bytes`, expected);
+    }
+    pending.push(bytes);
+    pendingBytes += bytes.length;
+    return pendingBytes >= WRITE_BYTES || pending.length >= MAX_PIECES;
+  };
+  let digest: Digest;
   try {
     if (flags === 'r+') await handle.truncate(position);
-    let offset = position;
-    for await (const chunk of source) {
-      const bytes = toBytes(chunk);
-      digester.update(bytes);
-      if (expected.size !== undefined && digester.size > expected.size) {
-        throw mismatch(`content is larger than the expected ${expected.size} bytes`, expected);
+    try {
+      for await (const chunk of source) {
+        if (Array.isArray(chunk)) {
+          for (const piece of chunk as unknown[]) if (take(piece)) await writePending();
+        } else if (take(chunk)) await writePending();
       }
-      if (inFlight.length >= MAX_WRITES_IN_FLIGHT) await inFlight.shift();
-      check();
-      inFlight.push(guard(writeAt(bytes, offset)));
-      offset += bytes.length;
-      unflushed += bytes.length;
-      if (unflushed >= FLUSH_EVERY) {
-        unflushed = 0;
-        await flushing;
-        const written = Promise.all(inFlight);
-        flushing = guard(written.then(() => handle.datasync()));
+    } catch (err) {
+      // Good bytes that came before a failure of the source are kept (see the function comment).
+      if (!isStrataError(err, 'DIGEST_MISMATCH')) await writePending().catch(() => undefined);
+      throw err;
+    }
+    await writePending();
+    if (threaded !== undefined) {
+      try {
+        digest = await threaded.digest();
+      } catch (err) {
+        await digestHere(err);
+        digest = prefix.digest();
       }
+    } else {
+      digest = prefix.digest();
     }
     await Promise.all(inFlight.splice(0));
     await flushing;
     check();
     await handle.sync();
   } finally {
+    threaded?.abandon();
     // Settle whatever is still running before the handle is closed.
     await Promise.all([...inFlight, flushing]);
     await handle.close();
   }
-  const result = { digest: digester.digest(), size: digester.size };
+  const result = { digest, size };
   if (expected.size !== undefined && result.size !== expected.size) {
     throw mismatch(`expected ${expected.size} bytes, got ${result.size}`, expected);
   }

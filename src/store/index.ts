@@ -5,6 +5,7 @@ import type { Descriptor } from '../oci/types.js';
 import { writeFileAtomic } from './atomic.js';
 import { StrataError, errnoCode } from '../errors.js';
 import { ContentStore } from './content.js';
+export { prestartDigestThread, terminateDigestThread } from './digest-thread.js';
 import { collectGarbage, type GcOptions, type GcReport } from './gc.js';
 import { ImageNames } from './images.js';
 import { Leases, type Lease } from './lease.js';

@@ -107,8 +107,9 @@ function agent(
     connect: {
       timeout: timeouts.connectMs,
       // certs.d CAs add to the system's (and NODE_EXTRA_CA_CERTS's), as with Docker, rather
-      // than replacing them.
-      ...withCa(trustedCertificates(tls.ca ?? [])),
+      // than replacing them. Without verification no CA is consulted, so none is loaded: parsing
+      // the system bundle took ~0.1 s of every command against a loopback registry.
+      ...(tls.verify ? withCa(trustedCertificates(tls.ca ?? [])) : {}),
       ...(tls.cert !== undefined ? { cert: tls.cert, key: tls.key } : {}),
       rejectUnauthorized: tls.verify,
     },

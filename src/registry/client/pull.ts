@@ -1,4 +1,4 @@
-import type { Store } from '../../store/index.js';
+import { prestartDigestThread, type Store } from '../../store/index.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import { formatPlatform, hostPlatform, platformMatches, selectManifest } from '../../oci/platform.js';
 import { formatReference, parseReference, type Reference } from '../../oci/reference.js';
@@ -25,6 +25,9 @@ export interface PullOptions extends Omit<ClientOptions, 'signal'> {
    */
   concurrency?: number;
 }
+
+/** A layer to download at least this large starts the digest thread (store/digest-thread.ts). */
+const PRESTART_BYTES = 4 * 1024 * 1024;
 
 /** Indexes may nest (an index of indexes); real images go one or two levels deep. */
 const MAX_INDEX_DEPTH = 4;
@@ -116,6 +119,15 @@ async function pullWith(
       await store.content.putBytes(child.bytes, { digest: child.digest });
     }
     const manifest: ImageManifest = parsed.manifest;
+    // Layers are digested on the digest thread: started here, it boots (tens of ms) while the
+    // config comes. Not for a pull with nothing to download: a process that exits while the
+    // thread still boots waits for it.
+    for (const layer of manifest.layers) {
+      if (layer.size >= PRESTART_BYTES && !(await store.content.has(layer.digest))) {
+        prestartDigestThread();
+        break;
+      }
+    }
 
     await fetchConfig(store, repository, manifest, {
       name,

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
-import { pipeline, type Readable } from 'node:stream';
-import { compressStream } from '../../archive/compression.js';
+import { open, type FileHandle } from 'node:fs/promises';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { compressFile } from '../../archive/compression.js';
 import type { Digest } from '../../oci/digest.js';
 import { digestOf } from '../../oci/digest.js';
 import { layerCompression, layerMediaType, MediaType, type Compression } from '../../oci/mediatypes.js';
@@ -8,13 +9,13 @@ import { familiarString, formatReference, parseReference, type Reference } from 
 import type { Descriptor, ImageIndex, ImageManifest } from '../../oci/types.js';
 import { parseManifestOrIndex } from '../../oci/validate.js';
 import { MAX_METADATA_BYTES, isUntaggedKey } from '../../image/resolve.js';
-import type { Store } from '../../store/index.js';
-import { StrataError } from '../../errors.js';
+import { prestartDigestThread, type BlobInfo, type Store } from '../../store/index.js';
+import { StrataError, errnoCode } from '../../errors.js';
 import { CompressedLayerCache } from './compressed-cache.js';
 import { isRetriable, networkError } from './errors.js';
 import type { ProgressListener } from './progress.js';
 import { RemoteRepository, counting } from './repository.js';
-import { BlobReporter, forEachLimited, linkedAbort } from './transfer.js';
+import { BlobReporter, chunkBatches, forEachLimited, linkedAbort } from './transfer.js';
 import { RegistryClient, type ClientOptions } from './transport.js';
 
 /**
@@ -247,7 +248,9 @@ async function pushDocument(
 
 /**
  * The layer as it goes to the registry: compressed layers as they are; an uncompressed one
- * compressed (once: the result is stored and remembered by diff ID and codec).
+ * compressed (once: the result is stored and remembered by diff ID and codec). A layer compressed
+ * here is uploaded while it is compressed (see streamUpload); the blob is then done as far as
+ * uploadBlob is concerned.
  */
 async function prepareLayer(
   context: PushContext,
@@ -275,25 +278,100 @@ async function prepareLayer(
     size: layer.size,
     kind: 'layer',
   });
-  const { stored } = await context.compressions.run(async () => {
+  // The compressed blob is digested on the digest thread, started now if it is not running.
+  prestartDigestThread();
+  const { stored, sent } = await context.compressions.run(async () => {
     reporter.status('compressing');
-    const compressor = compressStream(codec);
-    const stored = store.content.ingest(
-      pipeline(
-        store.content.openRead(layer.digest, { highWaterMark: BULK_READ_BYTES }),
-        compressor,
-        () => undefined,
-      ),
-    );
+    const compressed = compressFile(await openBlob(store, layer.digest), codec, {
+      onBytes: (bytes) => reporter.add(bytes),
+    });
+    // Chunked uploads (an option for registries that limit request sizes) go from the store.
+    const streamed = context.options.chunkSize === undefined;
+    const forStore = streamed ? teeInto(compressed) : compressed;
+    const forUpload = streamed ? teeInto(compressed) : undefined;
+    // Never rejects: a failed streamed upload is redone from the store by uploadBlob.
+    const sent =
+      forUpload !== undefined
+        ? streamUpload(context, forUpload, layer.digest).catch(() => undefined)
+        : undefined;
+    const stored = store.content.ingest(chunkBatches(forStore), { offThread: true });
+    // A failed ingest (the disk) stops the compression, and with it the upload.
+    stored.catch(() => compressed.destroy());
     // The slot is held while the compressor works, not while the blob is written out and
     // fsynced: that needs no CPU, and the next layer can compress meanwhile. (Wrapped in an
     // object so that returning it does not wait for it; its failure is seen below.)
-    await Promise.race([once(compressor, 'end'), stored]).catch(() => undefined);
-    return { stored };
+    await Promise.race([once(compressed, 'end'), stored]).catch(() => undefined);
+    return { stored, sent };
   });
-  const blob = await stored;
+  let blob: BlobInfo;
+  try {
+    blob = await stored;
+  } catch (err) {
+    await sent;
+    throw err;
+  }
   await cache.set(layer.digest, codec, blob.digest);
-  return convert(blob.digest, blob.size);
+  const descriptor = convert(blob.digest, blob.size);
+  const session = await sent;
+  if (session !== undefined && !context.done.has(blob.digest)) {
+    // Closing the session with the digest makes the registry check what it received.
+    const closed = context.repository.closeUpload(session, blob.digest);
+    context.done.set(blob.digest, closed);
+    try {
+      await closed;
+      reporter.transferred = layer.size;
+      reporter.status('done');
+    } catch (err) {
+      if (context.abort.signal.aborted) throw err;
+      // uploadBlob sends it again from the store, in a fresh session.
+      context.done.delete(blob.digest);
+    }
+  }
+  return descriptor;
+}
+
+/** A stored blob opened for reading; NOT_FOUND when it is not there. */
+async function openBlob(store: Store, digest: Digest): Promise<FileHandle> {
+  try {
+    return await open(store.content.blobPath(digest), 'r');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') throw new StrataError('NOT_FOUND', `blob ${digest} is not in the store`);
+    throw err;
+  }
+}
+
+/**
+ * A branch of `source` (piped to several: the slowest sets the pace). A branch that fails drops
+ * out and the others go on; when the source fails or stops early, every branch fails.
+ */
+function teeInto(source: Readable): PassThrough {
+  const branch = new PassThrough({ highWaterMark: BULK_READ_BYTES });
+  source.pipe(branch);
+  source.once('error', (err) => branch.destroy(err));
+  source.once('close', () => {
+    if (!source.readableEnded) branch.destroy(new Error('the compressed stream stopped early'));
+  });
+  return branch;
+}
+
+/**
+ * Sends a blob that is still being made: a session, then one PATCH streaming `body`. Resolves
+ * with the location to close the session at once the digest is known; rejects (and drops out of
+ * the tee, so the compression goes on into the store) when the upload fails.
+ */
+async function streamUpload(context: PushContext, body: PassThrough, diffId: Digest): Promise<URL> {
+  const { repository } = context;
+  try {
+    const location = await repository.startUpload();
+    return await repository.patchStream(
+      location,
+      body,
+      `upload of the compressed ${diffId} to ${repository.name}`,
+    );
+  } catch (err) {
+    body.destroy();
+    throw err;
+  }
 }
 
 /** Gets one blob onto the registry: already there, mounted, or uploaded (retried from scratch). */

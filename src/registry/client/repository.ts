@@ -239,7 +239,38 @@ export class RemoteRepository {
       await response.body.dump();
       at = this.location(response.headers, response.url, `upload of ${digest} to ${this.name}`);
     }
-    const url = new URL(at);
+    await this.closeUpload(at, digest);
+  }
+
+  /**
+   * Streamed upload: sends `body` in one PATCH of unknown length (chunked transfer encoding),
+   * the way docker pushes, so a blob can go out while it is being made; returns the location to
+   * close the session at (closeUpload) once its digest is known. The body cannot be sent twice:
+   * anything that would resend it (an auth round) fails the upload instead.
+   */
+  async patchStream(location: URL, body: Readable, what: string): Promise<URL> {
+    let sent = false;
+    const response = await this.client.request({
+      method: 'PATCH',
+      target: location.href,
+      headers: { 'content-type': 'application/octet-stream' },
+      body: () => {
+        if (sent) throw new StrataError('INTERNAL', `${what}: the stream cannot be sent twice`);
+        sent = true;
+        return body;
+      },
+      scopes: [this.pushScope],
+      what,
+      expect: [202],
+      retry: false,
+    });
+    await response.body.dump();
+    return this.location(response.headers, response.url, what);
+  }
+
+  /** Ends an upload session with the blob's digest (a PUT without body), as the spec asks. */
+  async closeUpload(location: URL, digest: Digest): Promise<void> {
+    const url = new URL(location);
     url.searchParams.set('digest', digest);
     const response = await this.client.request({
       method: 'PUT',

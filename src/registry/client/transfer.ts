@@ -8,7 +8,6 @@ import type { RemoteRepository } from './repository.js';
 
 /** How often a transfer reports its byte count: often enough for a live view, not per chunk. */
 const PROGRESS_INTERVAL_MS = 100;
-const WRITE_BATCH_BYTES = 1024 * 1024;
 
 /** Runs `work` over `items`, at most `limit` at a time; the first failure stops new work. */
 export async function forEachLimited<T>(
@@ -105,9 +104,9 @@ export async function downloadBlob(
           reporter.transferred = offset;
           reporter.status(offset > 0 ? 'resumed' : 'started');
           const body = await repository.openBlob(digest, offset);
-          return Readable.from(counted(body, offset, size, reporter));
+          return counted(body, offset, size, reporter);
         },
-        { digest, size, ref: `registry-blob:${digest}` },
+        { digest, size, ref: `registry-blob:${digest}`, offThread: true },
       );
       reporter.transferred = size;
       reporter.status('done');
@@ -135,36 +134,89 @@ export async function downloadBlob(
   }
 }
 
+/** Bytes a stream may hold back, unread, while the store catches up, before it is paused. */
+const BODY_HIGH_WATER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * A stream's chunks as they arrive, handed over in batches (whatever came in since the last one
+ * was taken) without joining them: the store writes a batch with one writev. A Readable is read
+ * in flowing mode (its 'data' events), which passes each chunk on as it was pushed (by a socket,
+ * a compressor), where async iteration would make the stream join what it buffered into one new
+ * Buffer. Stopping early destroys the stream.
+ */
+export async function* chunkBatches(body: AsyncIterable<unknown>): AsyncGenerator<Uint8Array[]> {
+  if (!(body instanceof Readable)) {
+    for await (const chunk of body) yield [chunk as Uint8Array];
+    return;
+  }
+  let queue: Uint8Array[] = [];
+  let queued = 0;
+  let ended = false;
+  let failure: { error: unknown } | undefined;
+  let wake: (() => void) | undefined;
+  const notify = (): void => {
+    const resolve = wake;
+    wake = undefined;
+    resolve?.();
+  };
+  const onData = (chunk: Uint8Array): void => {
+    queue.push(chunk);
+    queued += chunk.length;
+    if (queued >= BODY_HIGH_WATER_BYTES) body.pause();
+    notify();
+  };
+  const onEnd = (): void => {
+    ended = true;
+    notify();
+  };
+  const onError = (error: unknown): void => {
+    failure ??= { error };
+    notify();
+  };
+  body.on('data', onData);
+  body.on('end', onEnd);
+  // A body destroyed without an error ends early: the size check after it says so.
+  body.on('close', onEnd);
+  body.on('error', onError);
+  try {
+    for (;;) {
+      if (queue.length > 0) {
+        const batch = queue;
+        queue = [];
+        queued = 0;
+        if (body.isPaused()) body.resume();
+        yield batch;
+      } else if (failure !== undefined) {
+        throw failure.error;
+      } else if (ended) {
+        return;
+      } else {
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    }
+  } finally {
+    body.off('data', onData);
+    body.off('end', onEnd);
+    body.off('close', onEnd);
+    body.off('error', onError);
+    if (!body.readableEnded) body.destroy();
+  }
+}
+
 async function* counted(
   body: AsyncIterable<unknown>,
   offset: number,
   size: number,
   reporter: BlobReporter,
-): AsyncGenerator<Uint8Array> {
+): AsyncGenerator<Uint8Array[]> {
   let received = offset;
-  let batch: Uint8Array[] = [];
-  let batched = 0;
-  try {
-    for await (const chunk of body) {
-      const bytes = chunk as Uint8Array;
-      received += bytes.length;
-      reporter.add(bytes.length);
-      // Sockets deliver ~64 KiB pieces; the store writes each one with its own awaited syscall,
-      // so handing it larger pieces keeps the download from waiting on the disk.
-      batch.push(bytes);
-      batched += bytes.length;
-      if (batched >= WRITE_BATCH_BYTES) {
-        yield batch.length === 1 ? bytes : Buffer.concat(batch, batched);
-        batch = [];
-        batched = 0;
-      }
-    }
-  } catch (err) {
-    // What arrived before the failure is good data: it reaches the partial file to resume from.
-    if (batched > 0) yield Buffer.concat(batch, batched);
-    throw err;
+  for await (const batch of chunkBatches(body)) {
+    let bytes = 0;
+    for (const chunk of batch) bytes += chunk.length;
+    received += bytes;
+    reporter.add(bytes);
+    yield batch;
   }
-  if (batched > 0) yield Buffer.concat(batch, batched);
   // A connection closed cleanly but early would look like wrong content to the ingest, which
   // would then throw the partial file away; it is an interruption, so say so and resume.
   if (received < size)
