@@ -5,6 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { readFile, readdir, writeFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -249,6 +250,32 @@ describe('RUN steps (real CLI, runc, overlayfs)', () => {
       `bin/strata --root ${root} export cachemount/app | tar -tf - | grep var/cache/app || true`,
     ]);
     assert.equal(listing.stdout.trim(), '', 'the cache directory is not in the image');
+  });
+
+  test('RUN --mount=type=ssh: the agent socket given with --ssh is there, at SSH_AUTH_SOCK', async () => {
+    const context = join(dir.path, 'ctx-ssh');
+    await writeTree(context, {
+      Dockerfile:
+        'FROM busybox\nRUN --mount=type=ssh test -S "$SSH_AUTH_SOCK" && echo "agent at $SSH_AUTH_SOCK"\n',
+    });
+    const socket = join(dir.path, 'agent.sock');
+    const agent = createServer((connection) => connection.end());
+    await new Promise<void>((resolve) => agent.listen(socket, resolve));
+    try {
+      const built = await strataOk(root, [
+        'build',
+        '--progress',
+        'plain',
+        '--ssh',
+        `default=${socket}`,
+        '-t',
+        'ssh/agent',
+        context,
+      ]);
+      assert.match(built.stderr, /agent at \/run\/buildkit\/ssh_agent\.0$/m);
+    } finally {
+      await new Promise((resolve) => agent.close(resolve));
+    }
   });
 
   test('Ctrl-C cancels a build: its RUN step is killed, exit 130, nothing left mounted or running', async () => {
