@@ -24,6 +24,7 @@ import { join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MediaType } from '../src/oci/mediatypes.js';
+import { mapLimited } from '../src/registry/server/concurrency.js';
 import { REPO_ROOT, STRATA_BIN, mustRun, tempDir } from './helpers/cli.js';
 
 const MIB = 1024 * 1024;
@@ -215,24 +216,6 @@ async function assertBlobStoreIntact(root: string): Promise<number> {
     );
   }
   return files.length;
-}
-
-/** Runs `work` over `items`, at most `limit` at a time, keeping the order of results. */
-async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -859,7 +842,7 @@ describe('strata registry serve under faults', () => {
 
       const cases = await hostileCases({ legitRepo, legitLayer, legit, newSession });
       assert.ok(cases.length >= 300, `only ${cases.length} hostile cases`);
-      const results = await mapLimit(cases, 16, async (hostile) => ({
+      const results = await mapLimited(cases, 16, async (hostile) => ({
         hostile,
         result: await rawExchange(server.port, hostile.parts, hostile.finish),
       }));
