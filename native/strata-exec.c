@@ -136,6 +136,11 @@ static int read_exact(int fd, void *buffer, size_t length) {
   return 1;
 }
 
+/* The payload length of a frame header: the u32 after the type byte, little-endian. */
+static uint32_t frame_length(const unsigned char header[5]) {
+  return header[1] | header[2] << 8 | header[3] << 16 | (uint32_t)header[4] << 24;
+}
+
 /* ---- the request ---------------------------------------------------------------------- */
 
 static int parse_number(const char *text, unsigned long long *out) {
@@ -637,7 +642,7 @@ static int host_mode(void) {
     int got = read_exact(STDIN_FILENO, header, sizeof header);
     if (got == 0) return 0;
     if (got < 0 || header[0] != 'C') return 1;
-    uint32_t length = header[1] | header[2] << 8 | header[3] << 16 | (uint32_t)header[4] << 24;
+    uint32_t length = frame_length(header);
     if (length == 0 || length > 1u << 20) return 1;
     char *payload = malloc(length);
     if (payload == NULL || read_exact(STDIN_FILENO, payload, length) != 1) return 1;
@@ -678,7 +683,7 @@ int main(int argc, char **argv) {
     if (got < 0) return 1;
     if (header[0] == 'K') continue; /* a kill that arrived after its step ended */
     if (header[0] != 'R' || read_exact(STDIN_FILENO, header + 1, 4) != 1) return 1;
-    uint32_t length = header[1] | header[2] << 8 | header[3] << 16 | (uint32_t)header[4] << 24;
+    uint32_t length = frame_length(header);
     if (length > 64u << 20) return 1;
     char *payload = malloc(length + 1);
     if (payload == NULL || read_exact(STDIN_FILENO, payload, length) != 1) return 1;
