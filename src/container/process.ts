@@ -10,7 +10,7 @@
  * between it and its stdin/stdout, puts the terminal in raw mode and forwards window size changes,
  * so no console socket (which Node could not read: it carries the pty's fd) is needed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { access, cp, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
@@ -50,6 +50,11 @@ export interface ProcessIo {
   ownProcessGroup: boolean;
   /** Called once the private network is up (its pasta pid), before the process starts. */
   onNetwork?: (network: PrivateNetwork) => Promise<void>;
+  /**
+   * Called as soon as runc is spawned, with what sends it a signal: the process may run (and be
+   * sent Ctrl-C) before `start` has read runc's pid file.
+   */
+  onSpawn?: (signal: (signal: NodeJS.Signals) => void) => void;
 }
 
 /** Exit status of a start that failed before the process ran, as docker reports them. */
@@ -75,7 +80,6 @@ export class ContainerProcess {
   private constructor(
     readonly pid: number,
     readonly ports: BoundPort[],
-    private readonly child: ChildProcess,
     exited: Promise<number>,
     private readonly cleanup: () => Promise<void>,
   ) {
@@ -89,11 +93,6 @@ export class ContainerProcess {
         throw err;
       },
     );
-  }
-
-  /** Sends `signal` to runc, which forwards it to the container's first process. */
-  forward(signal: NodeJS.Signals): void {
-    this.child.kill(signal);
   }
 
   /** The exit code (128 + n for signal n), once everything the start set up is undone. */
@@ -193,6 +192,7 @@ export class ContainerProcess {
         },
       );
       stdio.afterSpawn();
+      io.onSpawn?.((signal) => child.kill(signal));
       undo.push(() => deleteRuncContainer(runc, ctx.containers, record.id));
       const exited = new Promise<number>((resolve, reject) => {
         child.once('error', (err) => reject(new StartError(`cannot start runc: ${err.message}`, 125, err)));
@@ -227,7 +227,7 @@ export class ContainerProcess {
         await stdio.drained();
         return code;
       });
-      return new ContainerProcess(pid, network?.ports ?? [], child, drained, cleanup);
+      return new ContainerProcess(pid, network?.ports ?? [], drained, cleanup);
     } catch (err) {
       await cleanup();
       throw err;

@@ -87,13 +87,20 @@ export async function supervise(
   await save();
 
   const log = await LogWriter.open(paths.log);
-  let current: ContainerProcess | undefined;
-  const forward = (signal: NodeJS.Signals) => current?.forward(signal);
+  // While a start is under way, signals wait for runc to exist; between runs they are dropped.
+  let starting: NodeJS.Signals[] | undefined;
+  let sendToRunc: ((signal: NodeJS.Signals) => void) | undefined;
+  const forward = (signal: NodeJS.Signals) => {
+    if (sendToRunc) sendToRunc(signal);
+    else starting?.push(signal);
+  };
   const handlers = installSignalHandlers(options, forward);
   let first = true;
   let delay = FIRST_RESTART_DELAY_MS;
   try {
     for (;;) {
+      starting = [];
+      let current: ContainerProcess;
       try {
         current = await ContainerProcess.start(ctx, record, {
           terminal: options.terminal,
@@ -107,8 +114,14 @@ export async function supervise(
             state.pastaPid = network.pastaPid;
             await save();
           },
+          onSpawn: (send) => {
+            sendToRunc = send;
+            for (const signal of starting?.splice(0) ?? []) send(signal);
+          },
         });
       } catch (err) {
+        sendToRunc = undefined;
+        starting = undefined;
         const failure =
           err instanceof StrataError ? err : new StrataError('INTERNAL', String(err), { cause: err });
         state.status = first ? 'created' : 'exited';
@@ -135,8 +148,9 @@ export async function supervise(
       first = false;
 
       const health = record.healthcheck ? monitorHealth(ctx, record, startedAt, state, save) : undefined;
+      starting = undefined;
       const exitCode = await current.wait();
-      current = undefined;
+      sendToRunc = undefined;
       health?.stop();
       await health?.done;
       await log.flush();
