@@ -27,7 +27,7 @@ const LAYERS = 10;
 const LAYER_MB = 50;
 
 /** The image as a build stores it: uncompressed layers (blob digest = diff ID), OCI types. */
-async function makeImage(store: Store, work: string, name: string): Promise<number> {
+export async function makeImage(store: Store, work: string, name: string): Promise<number> {
   const layers: { digest: Digest; size: number }[] = [];
   for (let layer = 0; layer < LAYERS; layer++) {
     const dir = join(work, 'layers', `l${layer}`);
