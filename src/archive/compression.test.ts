@@ -21,6 +21,7 @@ import {
   decompressStream,
   detectArchiveCompression,
   detectCompression,
+  prestartCompressionWorkers,
   terminateCompressionWorkers,
   type CompressOptions,
 } from './compression.js';
@@ -404,6 +405,18 @@ describe('parallel gzip', () => {
     // The pool still works afterwards.
     await compress(sample(MiB), 'gzip', { blockSize: 64 * KiB, parallel: 2 });
     assert.ok(compressionWorkerCount() >= 1);
+  });
+
+  it('prestarts its workers, which then serve the next stream', async () => {
+    await terminateCompressionWorkers();
+    prestartCompressionWorkers(3);
+    assert.equal(compressionWorkerCount(), 3);
+    const data = sample(2 * MiB, 21);
+    const out = await compress(data, 'gzip', { blockSize: 64 * KiB, parallel: 3 });
+    assert.ok(gunzipSync(out).equals(data));
+    assert.equal(compressionWorkerCount(), 3);
+    prestartCompressionWorkers(false);
+    assert.equal(compressionWorkerCount(), 3);
   });
 
   it('can be destroyed mid-stream without disturbing later streams', async () => {

@@ -32,7 +32,14 @@ import { CompressStream, DecompressStream } from 'zstd-napi';
 import { StrataError } from '../errors.js';
 import type { Compression } from '../oci/mediatypes.js';
 import { crc32, crc32Combine } from './crc32.js';
-import { WORKER_ROLE, blockPlan, joinPieces, type BlockJob, type BlockResult } from './gzip-worker.js';
+import {
+  WORKER_ROLE,
+  blockPlan,
+  joinPieces,
+  type BlockJob,
+  type BlockResult,
+  type StoredPiece,
+} from './gzip-worker.js';
 
 /** What a file's first bytes can say: the layer codecs plus those ADD of a local archive accepts. */
 export type ArchiveCompression = Compression | 'bzip2' | 'xz';
@@ -330,9 +337,9 @@ function deflateAsync(data: Uint8Array, options: ZlibOptions): Promise<Uint8Arra
 
 /** The worker's plan (gzip-worker.ts blockPlan), with zlib's async API: the same bytes. */
 async function deflateInProcess(job: BlockJob): Promise<BlockOutput> {
-  const outputs: Uint8Array[] = [];
+  const outputs: (Uint8Array | StoredPiece)[] = [];
   for (const piece of blockPlan(job))
-    outputs.push(piece.kind === 'stored' ? piece.bytes : await deflateAsync(piece.data, piece.options));
+    outputs.push(piece.kind === 'stored' ? piece : await deflateAsync(piece.data, piece.options));
   return { deflated: joinPieces(outputs), crc: crc32(job.data) };
 }
 
@@ -616,6 +623,20 @@ class BlockPool {
     });
   }
 
+  /**
+   * Starts workers up to `parallelism` now, idle, so that the first blocks of a compression that
+   * is about to begin do not wait for them (a worker takes ~60 ms to boot).
+   */
+  prestart(parallelism: number): void {
+    if (this.#unavailable) return;
+    this.#size = Math.max(this.#size, parallelism);
+    while (this.#workers.size < this.#size) {
+      const entry = this.#spawn();
+      if (entry === undefined) return;
+      this.#idle(entry);
+    }
+  }
+
   /** Drops the queued jobs of a stream that was destroyed. */
   cancel(owner: object): void {
     const [dropped, kept] = [
@@ -693,8 +714,13 @@ class BlockPool {
       else task.reject(new StrataError('INTERNAL', `gzip block compression failed: ${result.message}`));
     }
     this.#dispatch();
-    if (entry.task !== undefined) return;
+    if (entry.task === undefined) this.#idle(entry);
+  }
+
+  /** A worker with nothing to do: it keeps nothing alive, and ends after IDLE_MS. */
+  #idle(entry: PoolWorker): void {
     entry.worker.unref();
+    if (entry.idleTimer) clearTimeout(entry.idleTimer);
     entry.idleTimer = setTimeout(() => {
       this.#workers.delete(entry);
       void this.#retire(entry);
@@ -745,6 +771,16 @@ class BlockPool {
 }
 
 const pool = new BlockPool();
+
+/**
+ * Starts the gzip worker threads of a compression about to begin (`parallel` as in
+ * CompressOptions), so that they boot while the caller does other work. They end after their
+ * idle time if no compression comes.
+ */
+export function prestartCompressionWorkers(parallel?: boolean | number): void {
+  const workers = resolveParallelism(parallel);
+  if (workers > 0) pool.prestart(workers);
+}
 
 /**
  * Ends the gzip worker threads now instead of after their idle time. Not needed for the process

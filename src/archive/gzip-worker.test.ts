@@ -80,7 +80,7 @@ describe('blockPlan', () => {
   const run = (block: BlockJob): Uint8Array =>
     joinPieces(
       blockPlan(block).map((piece) =>
-        piece.kind === 'stored' ? piece.bytes : deflateRawSync(piece.data, piece.options),
+        piece.kind === 'stored' ? piece : deflateRawSync(piece.data, piece.options),
       ),
     );
 

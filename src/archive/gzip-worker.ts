@@ -33,12 +33,15 @@ export type BlockResult =
  * back across the boundary, which costs almost nothing in speed and keeps the ratio close to a
  * single-threaded stream; the decoder needs nothing special because in the joined stream that data
  * really is in its window. Z_SYNC_FLUSH ends a block on a byte boundary with no final-block bit,
- * so blocks can simply be concatenated.
+ * so blocks can simply be concatenated. The output buffer is sized for the worst case (zlib's
+ * deflateBound, rounded up), so that zlib's bytes come back in one piece rather than in 16 KiB
+ * chunks that Node then joins with a copy; its size does not change the bytes.
  */
-function blockDeflateOptions(job: Pick<BlockJob, 'dictionary' | 'level' | 'last'>): ZlibOptions {
+function blockDeflateOptions(job: Pick<BlockJob, 'dictionary' | 'level' | 'last' | 'data'>): ZlibOptions {
   const options: ZlibOptions = {
     level: job.level,
     finishFlush: job.last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
+    chunkSize: Math.max(64 * 1024, job.data.length + (job.data.length >>> 10) * 6 + 64),
   };
   if (job.dictionary.length > 0) options.dictionary = job.dictionary;
   return options;
@@ -84,44 +87,29 @@ function flat(counts: Uint32Array, n: number): boolean {
 }
 
 /**
- * Whether the PREFIX bytes from data[start] are nearly flat (see `flat`). Four interleaved
- * histograms, because runs of one byte value would otherwise make every increment wait for the
- * previous one.
+ * Whether a sample of the `length` bytes from data[start] is nearly flat (see `flat`): bytes 0, 5,
+ * 10 and 15 of every 16, a quarter of them at a quarter of the cost. Those offsets fall in every
+ * lane of 4-byte words and in half the lanes of 8-byte ones, so noise with a fixed byte in each
+ * word or in each 64-bit value (compressible) is not mistaken for pure noise. Each offset has a
+ * histogram of its own (four in `counts`), so that runs of one byte value do not make every
+ * increment wait for the previous one. The statistic is as good on a sample as on every byte: it
+ * needs a few counts per bin on average, and 2 KiB already gives 2.
  */
-function prefixIsFlat(data: Uint8Array, start: number, counts: Uint32Array): boolean {
+function sampleIsFlat(data: Uint8Array, start: number, length: number, counts: Uint32Array): boolean {
   counts.fill(0);
-  const end = start + PREFIX;
-  for (let i = start; i < end; i += 4) {
-    counts[data[i]!]!++;
-    counts[256 + data[i + 1]!]!++;
-    counts[512 + data[i + 2]!]!++;
-    counts[768 + data[i + 3]!]!++;
-  }
-  return flat(counts, PREFIX);
-}
-
-/**
- * Whether a sample of the SEGMENT bytes from data[start] is nearly flat: bytes 0, 5, 10 and 15 of
- * every 16, a quarter of the segment (4096 bytes, 16 per histogram bin on average, plenty for the
- * statistic) at a quarter of the cost. Those offsets fall in every lane of 4-byte words and in
- * half the lanes of 8-byte ones, so noise with a fixed byte in each word or in each 64-bit value
- * (compressible) is not mistaken for pure noise.
- */
-function segmentSampleIsFlat(data: Uint8Array, start: number, counts: Uint32Array): boolean {
-  counts.fill(0);
-  const end = start + SEGMENT;
+  const end = start + length;
   for (let i = start; i < end; i += 16) {
     counts[data[i]!]!++;
     counts[256 + data[i + 5]!]!++;
     counts[512 + data[i + 10]!]!++;
     counts[768 + data[i + 15]!]!++;
   }
-  return flat(counts, SEGMENT / 4);
+  return flat(counts, length / 4);
 }
 
 /**
- * Whether data[start, start + SEGMENT) looks incompressible: its first 2 KiB and a sample of the
- * whole segment are both flat; the short check first turns ordinary data away cheaply. Random
+ * Whether data[start, start + SEGMENT) looks incompressible: samples of its first 2 KiB and of
+ * the whole segment are both flat; the short check first turns ordinary data away cheaply. Random
  * data scores ~255 ± 23, far below the limit of 512. A sample at the limit has a collision
  * entropy of 8 − log2(1 + 512/4096) ≈ 7.83 bits per byte, so entropy coding could save at most
  * ~2% of such a segment, and real data (compressed files, noise) sits far closer to 8 bits. What a histogram cannot see are
@@ -129,12 +117,18 @@ function segmentSampleIsFlat(data: Uint8Array, start: number, counts: Uint32Arra
  * ratio only, never in correctness.
  */
 export function looksIncompressible(data: Uint8Array, start: number, counts: Uint32Array): boolean {
-  return prefixIsFlat(data, start, counts) && segmentSampleIsFlat(data, start, counts);
+  return sampleIsFlat(data, start, PREFIX, counts) && sampleIsFlat(data, start, SEGMENT, counts);
 }
 
-/** One piece of a block's output: zlib's deflate of `data`, or stored blocks already encoded. */
-export type BlockPiece =
-  { kind: 'deflate'; data: Uint8Array; options: ZlibOptions } | { kind: 'stored'; bytes: Uint8Array };
+/** `data` to go out as stored deflate blocks, the last of them final when `final` is. */
+export interface StoredPiece {
+  kind: 'stored';
+  data: Uint8Array;
+  final: boolean;
+}
+
+/** One piece of a block's output: zlib's deflate of `data`, or `data` stored. */
+export type BlockPiece = { kind: 'deflate'; data: Uint8Array; options: ZlibOptions } | StoredPiece;
 
 /** The 32 KiB of input before data[start] (the job's dictionary supplies what the block lacks). */
 function windowBefore(job: Pick<BlockJob, 'data' | 'dictionary'>, start: number): Uint8Array {
@@ -146,15 +140,19 @@ function windowBefore(job: Pick<BlockJob, 'data' | 'dictionary'>, start: number)
   return window;
 }
 
+/** The size of `piece` as stored deflate blocks: 5 bytes of header per block of up to 65 535. */
+function storedSize(piece: StoredPiece): number {
+  return piece.data.length + 5 * Math.ceil(piece.data.length / STORED_MAX);
+}
+
 /**
- * `data` as stored deflate blocks. The writer is on a byte boundary here (the gzip header, a
- * Z_SYNC_FLUSH or another stored block came before), so a block header is one byte: BFINAL, then
- * BTYPE 00, then padding; LEN and NLEN follow, little-endian.
+ * Writes `piece` as stored deflate blocks into `out` at `at`, returning where it ends. The writer
+ * is on a byte boundary here (the gzip header, a Z_SYNC_FLUSH or another stored block came
+ * before), so a block header is one byte: BFINAL, then BTYPE 00, then padding; LEN and NLEN
+ * follow, little-endian.
  */
-function storedBlocks(data: Uint8Array, final: boolean): Uint8Array {
-  const count = Math.ceil(data.length / STORED_MAX);
-  const out = new Uint8Array(data.length + 5 * count);
-  let at = 0;
+function writeStored(piece: StoredPiece, out: Uint8Array, at: number): number {
+  const { data, final } = piece;
   for (let offset = 0; offset < data.length; offset += STORED_MAX) {
     const length = Math.min(STORED_MAX, data.length - offset);
     out[at] = final && offset + length === data.length ? 1 : 0;
@@ -165,7 +163,7 @@ function storedBlocks(data: Uint8Array, final: boolean): Uint8Array {
     out.set(data.subarray(offset, offset + length), at + 5);
     at += 5 + length;
   }
-  return out;
+  return at;
 }
 
 /**
@@ -192,45 +190,42 @@ export function blockPlan(job: BlockJob): BlockPiece[] {
   return runs.map(([start, end, stored], index): BlockPiece => {
     const final = job.last && index === runs.length - 1;
     const slice = data.subarray(start, end);
-    if (stored) return { kind: 'stored', bytes: storedBlocks(slice, final) };
+    if (stored) return { kind: 'stored', data: slice, final };
     const dictionary = windowBefore(job, start);
     return {
       kind: 'deflate',
       data: slice,
-      options: blockDeflateOptions({ dictionary, level: job.level, last: final }),
+      options: blockDeflateOptions({ data: slice, dictionary, level: job.level, last: final }),
     };
   });
 }
 
-/** The pieces' outputs joined into one array that owns its whole buffer (transferable). */
-export function joinPieces(outputs: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
-  if (outputs.length === 1) return transferable(outputs[0]!);
+/**
+ * The block's output: the pieces' outputs (zlib's bytes for a deflated piece, the piece itself
+ * for a stored one) written once into one array of their total size. The array owns its whole
+ * ArrayBuffer, so it is transferred to the main thread without a copy; it is not zero-filled
+ * first (every byte is written).
+ */
+export function joinPieces(outputs: readonly (Uint8Array | StoredPiece)[]): Uint8Array<ArrayBuffer> {
   let length = 0;
-  for (const output of outputs) length += output.length;
-  const joined = new Uint8Array(length);
+  for (const output of outputs) length += output instanceof Uint8Array ? output.length : storedSize(output);
+  const joined = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer);
   let at = 0;
   for (const output of outputs) {
-    joined.set(output, at);
-    at += output.length;
+    if (output instanceof Uint8Array) {
+      joined.set(output, at);
+      at += output.length;
+    } else {
+      at = writeStored(output, joined, at);
+    }
   }
   return joined;
-}
-
-/** A Uint8Array that owns its whole ArrayBuffer, so that it can be transferred without copying. */
-function transferable(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
-  // zlib may return a view into a larger (possibly pooled) buffer; transferring that would
-  // detach memory others use, so such results are copied once.
-  const buffer = bytes.buffer;
-  if (buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength) {
-    return new Uint8Array(buffer);
-  }
-  return new Uint8Array(bytes);
 }
 
 function compressBlock(job: BlockJob): BlockResult {
   try {
     const outputs = blockPlan(job).map((piece) =>
-      piece.kind === 'stored' ? piece.bytes : deflateRawSync(piece.data, piece.options),
+      piece.kind === 'stored' ? piece : deflateRawSync(piece.data, piece.options),
     );
     return { id: job.id, ok: true, deflated: joinPieces(outputs), crc: crc32(job.data) };
   } catch (err) {

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { open, type FileHandle } from 'node:fs/promises';
 import { PassThrough, pipeline, type Readable } from 'node:stream';
-import { compressFile } from '../../archive/compression.js';
+import { compressFile, prestartCompressionWorkers } from '../../archive/compression.js';
 import type { Digest } from '../../oci/digest.js';
 import { digestOf } from '../../oci/digest.js';
 import { layerCompression, layerMediaType, MediaType, type Compression } from '../../oci/mediatypes.js';
@@ -149,6 +149,12 @@ async function pushWith(
       `An image does not exist locally with the tag: ${familiarString(ref)}`,
     );
   }
+  const cache = new CompressedLayerCache(store);
+  // The compression workers and the digest thread boot (~60 ms each) while the registry answers.
+  if (await compressesLayers(store, cache, record.target, options.layerCompression ?? 'gzip')) {
+    prestartCompressionWorkers();
+    prestartDigestThread();
+  }
   await repository.client.ping();
   const records = await store.images.list();
   const mountSources = [
@@ -164,7 +170,7 @@ async function pushWith(
     repository,
     options,
     abort,
-    cache: new CompressedLayerCache(store),
+    cache,
     mountSources: [...new Set(mountSources)],
     done: new Map(),
     compressions: new Semaphore(2),
@@ -179,6 +185,44 @@ async function pushWith(
     }
     return { name, digest: pushed.digest, size: pushed.size, mediaType: pushed.mediaType };
   });
+}
+
+/**
+ * Whether pushing `descriptor` compresses a layer: an uncompressed layer with no compressed blob
+ * remembered for it (prepareLayer's test, in short). A document it cannot read says no: the push
+ * itself reports that.
+ */
+async function compressesLayers(
+  store: Store,
+  cache: CompressedLayerCache,
+  descriptor: Descriptor,
+  codec: Compression,
+  depth = 0,
+): Promise<boolean> {
+  if (codec === 'none' || depth > 4) return false;
+  let parsed: ReturnType<typeof parseManifestOrIndex>;
+  try {
+    const bytes = await store.content.readBytes(descriptor.digest, MAX_METADATA_BYTES);
+    parsed = parseManifestOrIndex(bytes, descriptor.mediaType, { source: `manifest ${descriptor.digest}` });
+  } catch {
+    return false;
+  }
+  if (parsed.kind === 'index') {
+    for (const child of parsed.index.manifests) {
+      if (
+        (await store.content.has(child.digest)) &&
+        (await compressesLayers(store, cache, child, codec, depth + 1))
+      )
+        return true;
+    }
+    return false;
+  }
+  for (const layer of parsed.manifest.layers) {
+    if (layerCompression(layer.mediaType) !== 'none') continue;
+    const known = await cache.get(layer.digest, codec);
+    if (known === undefined || !(await store.content.has(known))) return true;
+  }
+  return false;
 }
 
 /** Pushes a manifest or index (children first), returning its descriptor as pushed. */
