@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Leases } from './lease.js';
@@ -54,4 +54,37 @@ test('protect waits while a collection holds the gc lock', () =>
     });
     await pending;
     assert.equal(done, true);
+  }));
+
+test('keys added while an append runs go out together, each add resolving once its keys are written', () =>
+  withTempDir(async (root) => {
+    const dir = join(root, 'leases');
+    const lease = new Leases(dir, join(root, 'locks', 'gc.lock')).create();
+    const keys = Array.from({ length: 20 }, (_, i) => `sha256:${String(i).padStart(64, '0')}`);
+    const read = async (): Promise<string[]> =>
+      (await readFile(lease.path, 'utf8')).split('\n').filter(Boolean);
+    // The first add starts an append; the other 19 wait for it, then share the next one.
+    await Promise.all(
+      keys.map(async (key) => {
+        await lease.add(key);
+        assert.ok((await read()).includes(key), `${key} resolved before it was written`);
+      }),
+    );
+    assert.deepEqual(await read(), keys);
+    await lease.release();
+    await assert.rejects(lease.add('late'), /used after its release/);
+    assert.deepEqual(await readdir(dir), []);
+  }));
+
+test('a failed append rejects the adds it carried, and later adds still work', () =>
+  withTempDir(async (root) => {
+    // The lease directory's place is taken by a file: mkdir fails until it is removed.
+    const dir = join(root, 'leases');
+    await writeFile(dir, 'not a directory');
+    const lease = new Leases(dir, join(root, 'locks', 'gc.lock')).create();
+    await assert.rejects(Promise.all([lease.add('a'), lease.add('b')]));
+    await rm(dir);
+    await lease.add('c');
+    assert.deepEqual((await readFile(lease.path, 'utf8')).split('\n').filter(Boolean), ['c']);
+    await lease.release();
   }));

@@ -53,7 +53,12 @@ function removeAtExit(path: string): void {
 
 export class Lease {
   readonly path: string;
+  /** The append running now (and the ones after it), settled when there is nothing left to write. */
   private tail: Promise<void> = Promise.resolve();
+  /** Keys added while an append runs: written together by the next one. */
+  private batch:
+    { lines: string; waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> } | undefined;
+  private writing = false;
   private written = false;
   private released = false;
 
@@ -64,27 +69,44 @@ export class Lease {
     this.path = join(dir, `${process.pid}.${kind}.${randomBytes(6).toString('hex')}.lease`);
   }
 
-  /** Appends keys (one line each). Appends are serialised so lines never interleave. */
+  /**
+   * Appends keys (one line each); resolves once they are in the file. Appends are serialised so
+   * lines never interleave, and keys added while one runs go out together in the next: a pull
+   * that retains ten blobs at once waits for two appends, not ten in a row.
+   */
   add(keys: string | readonly string[]): Promise<void> {
     const lines = (typeof keys === 'string' ? [keys] : keys).map((key) => `${key}\n`).join('');
     if (this.released) {
       return Promise.reject(new StrataError('INTERNAL', `lease ${this.path} used after its release`));
     }
-    const next = this.tail
-      .catch(() => undefined)
-      .then(async () => {
+    return new Promise<void>((resolve, reject) => {
+      this.batch ??= { lines: '', waiters: [] };
+      this.batch.lines += lines;
+      this.batch.waiters.push({ resolve, reject });
+      if (!this.writing) this.tail = this.writeBatches();
+    });
+  }
+
+  private async writeBatches(): Promise<void> {
+    this.writing = true;
+    for (let batch = this.batch; batch !== undefined; batch = this.batch) {
+      this.batch = undefined;
+      try {
         await mkdir(this.dir, { recursive: true });
-        await appendFile(this.path, lines, { mode: 0o644 });
+        await appendFile(this.path, batch.lines, { mode: 0o644 });
         if (!this.written && this.kind === 'process') removeAtExit(this.path);
         this.written = true;
-      });
-    this.tail = next;
-    return next;
+        for (const waiter of batch.waiters) waiter.resolve();
+      } catch (err) {
+        for (const waiter of batch.waiters) waiter.reject(err);
+      }
+    }
+    this.writing = false;
   }
 
   async release(): Promise<void> {
     this.released = true;
-    await this.tail.catch(() => undefined);
+    await this.tail;
     if (this.written) await rm(this.path, { force: true });
   }
 }

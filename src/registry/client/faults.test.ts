@@ -125,6 +125,40 @@ describe('registry client faults', () => {
       );
     }));
 
+  test('a bad config fails the pull with its own error while the layers download beside it', () =>
+    withFakeRegistry(async (registry, store) => {
+      const { layer, config } = addImage(registry, { tag: 'latest', layerBytes: 2_000_000 });
+      // Same length, other bytes: a complete transfer whose digest is wrong, sent once the layer
+      // has been asked for (which, pulled one after the other, it never would be).
+      const bad = Buffer.from(registry.blobs.get(config.digest)!).fill(0x20, 1, 5);
+      let layerAskedFirst = false;
+      registry.faults.push((req, res, path) => {
+        if (req.method !== 'GET' || !path.endsWith(`/blobs/${config.digest}`)) return false;
+        const giveUp = Date.now() + 3000;
+        const answer = (): void => {
+          layerAskedFirst = registry.matching(new RegExp(`/blobs/${layer.digest}$`), 'GET').length > 0;
+          if (!layerAskedFirst && Date.now() < giveUp) {
+            setTimeout(answer, 5);
+            return;
+          }
+          res.writeHead(200, { 'content-length': bad.length });
+          res.end(bad);
+        };
+        answer();
+        return true;
+      });
+      await assert.rejects(pullImage(store, `${registry.host}/app`, fast), (err: unknown) => {
+        assert.ok(isStrataError(err, 'DIGEST_MISMATCH'), String(err));
+        assert.match(err.message, new RegExp(`blob ${config.digest} from ${registry.host}/app`));
+        return true;
+      });
+      assert.ok(layerAskedFirst, 'the layer waited for the config');
+      // Nothing is named, nothing half-written stays.
+      assert.equal(await store.content.has(config.digest), false);
+      assert.deepEqual(await ingestLeftovers(store), []);
+      assert.deepEqual(await store.images.list(), []);
+    }));
+
   test('a manifest that does not match its digest is refused', () =>
     withFakeRegistry(async (registry, store) => {
       const { manifest } = addImage(registry, { tag: 'latest' });

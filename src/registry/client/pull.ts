@@ -2,6 +2,7 @@ import { prestartDigestThread, type Store } from '../../store/index.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import { formatPlatform, hostPlatform, platformMatches, selectManifest } from '../../oci/platform.js';
 import { formatReference, parseReference, type Reference } from '../../oci/reference.js';
+import type { Digest } from '../../oci/digest.js';
 import type { Descriptor, ImageManifest, Platform } from '../../oci/types.js';
 import { parseImageConfig, parseManifestOrIndex } from '../../oci/validate.js';
 import { MAX_METADATA_BYTES, isUntaggedKey, resolveTarget, type ResolvedImage } from '../../image/resolve.js';
@@ -97,7 +98,8 @@ async function pullWith(
       size: top.bytes.length,
     };
     progress?.({ type: 'resolved', reference: name, digest: top.digest, mediaType: target.mediaType });
-    await store.content.putBytes(top.bytes, { digest: top.digest });
+    // Stored while the rest downloads (every document is in the store before the name is set).
+    const documents: Array<{ bytes: Buffer; digest: Digest }> = [top];
 
     for (let depth = 0; parsed.kind === 'index'; depth++) {
       if (depth >= MAX_INDEX_DEPTH)
@@ -116,11 +118,11 @@ async function pullWith(
       parsed = parseManifestOrIndex(child.bytes, chosen.mediaType, {
         source: `manifest ${chosen.digest} of ${name}`,
       });
-      await store.content.putBytes(child.bytes, { digest: child.digest });
+      documents.push(child);
     }
     const manifest: ImageManifest = parsed.manifest;
     // Layers are digested on the digest thread: started here, it boots (tens of ms) while the
-    // config comes. Not for a pull with nothing to download: a process that exits while the
+    // first bytes come. Not for a pull with nothing to download: a process that exits while the
     // thread still boots waits for it.
     for (const layer of manifest.layers) {
       if (layer.size >= PRESTART_BYTES && !(await store.content.has(layer.digest))) {
@@ -129,13 +131,6 @@ async function pullWith(
       }
     }
 
-    await fetchConfig(store, repository, manifest, {
-      name,
-      platform,
-      explicitPlatform: options.platform !== undefined,
-      progress,
-      abort,
-    });
     const layers = manifest.layers.filter(
       (layer, index, all) => all.findIndex((l) => l.digest === layer.digest) === index,
     );
@@ -150,6 +145,27 @@ async function pullWith(
         transferred: 0,
       });
     }
+    // The documents, the config and the layers at once: no layer waits for the small blobs'
+    // round trips and fsyncs. The first failure stops the rest and is the one reported (the
+    // abort's reason: what failed later may only be that abort echoing back).
+    let failure: { error: unknown } | undefined;
+    const fail = (error: unknown): void => {
+      failure ??= { error: abort.signal.aborted ? (abort.signal.reason as unknown) : error };
+      abort.abort(error);
+    };
+    const metadata = Promise.all([
+      (async () => {
+        for (const document of documents)
+          await store.content.putBytes(document.bytes, { digest: document.digest });
+      })(),
+      fetchConfig(store, repository, manifest, {
+        name,
+        platform,
+        explicitPlatform: options.platform !== undefined,
+        progress,
+        abort,
+      }),
+    ]).catch(fail);
     await forEachLimited(
       layers,
       options.concurrency ?? 6,
@@ -167,7 +183,9 @@ async function pullWith(
           }),
         ),
       abort,
-    );
+    ).catch(fail);
+    await metadata;
+    if (failure !== undefined) throw failure.error;
 
     const previous = await store.images.get(name);
     await setImageNames(store, [{ target, names: [name] }]);
