@@ -14,6 +14,7 @@ import fc from 'fast-check';
 import { compress as zstdCompress, decompress as zstdDecompress } from 'zstd-napi';
 import { isStrataError } from '../errors.js';
 import type { Compression } from '../oci/mediatypes.js';
+import { noise } from './testing/helpers.js';
 import {
   compressFile,
   compressStream,
@@ -30,19 +31,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
-
-/** Deterministic bytes with a flat histogram: what compressed or encrypted files look like. */
-function noise(size: number, seed: number): Buffer {
-  const out = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = (x >>> 0) >>> 24;
-  }
-  return out;
-}
 
 /** Deterministic data that compresses like real files: runs of text between runs of noise. */
 function sample(size: number, seed = 1): Buffer {

@@ -1,28 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { inflateRawSync } from 'node:zlib';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { blockPlan, joinPieces, looksIncompressible, type BlockJob } from './gzip-worker.js';
-import { deflateRawSync } from 'node:zlib';
+import { noise } from './testing/helpers.js';
 
 const KiB = 1024;
 const SEGMENT = 16 * KiB;
 
 function counts(): Uint32Array {
   return new Uint32Array(1024);
-}
-
-/** Deterministic noise (xorshift), so a failure can be replayed. */
-function noise(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = (x >>> 0) >>> 24;
-  }
-  return out;
 }
 
 function text(size: number): Uint8Array {

@@ -153,3 +153,16 @@ export function rawBlock(fields: {
 export function padded(body: Buffer): Buffer {
   return Buffer.concat([body, Buffer.alloc((512 - (body.length % 512)) % 512)]);
 }
+
+/** Deterministic bytes with a flat histogram (xorshift): what compressed or encrypted files look like. */
+export function noise(size: number, seed: number): Buffer {
+  const out = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = (x >>> 0) >>> 24;
+  }
+  return out;
+}
