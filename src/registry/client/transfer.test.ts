@@ -12,6 +12,7 @@ import { isStrataError } from '../../errors.js';
 import { pullAllTags, pullImage } from './pull.js';
 import { pushImage } from './push.js';
 import type { TransferEvent } from './progress.js';
+import { linkedAbort } from './transfer.js';
 import { addImage, withFakeRegistry } from './testing/fake-registry.js';
 
 const options = { dockerConfigDir: '/nonexistent-docker-config', retryDelayMs: 5 };
@@ -176,4 +177,24 @@ describe('push', () => {
         /An image does not exist locally with the tag: 127\.0\.0\.1:\d+\/nothing:1/,
       );
     }));
+});
+
+test('a transfer signal takes a listener per concurrent request without a leak warning', async () => {
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error): void => {
+    warnings.push(warning);
+  };
+  process.on('warning', onWarning);
+  try {
+    const abort = linkedAbort(new AbortController().signal);
+    for (let i = 0; i < 32; i++) abort.signal.addEventListener('abort', () => undefined);
+    // Warnings are emitted on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(
+      warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message),
+      [],
+    );
+  } finally {
+    process.off('warning', onWarning);
+  }
 });

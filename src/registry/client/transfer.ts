@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Digest } from '../../oci/digest.js';
 import type { Store } from '../../store/index.js';
@@ -34,9 +35,14 @@ export async function forEachLimited<T>(
   if (failure !== undefined) throw failure.error;
 }
 
-/** An AbortController that also fires when the caller's signal does. */
+/**
+ * An AbortController that also fires when the caller's signal does. Every request of a transfer
+ * listens to it, so it takes more listeners than EventTarget's default warning threshold (10)
+ * when a caller asks for more concurrent downloads than that.
+ */
 export function linkedAbort(signal: AbortSignal | undefined): AbortController {
   const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
   if (signal?.aborted) controller.abort(signal.reason);
   else signal?.addEventListener('abort', () => controller.abort(signal.reason), { once: true });
   return controller;
