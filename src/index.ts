@@ -105,6 +105,8 @@ export {
   pullAllTags,
   pushImage,
   pushAllTags,
+  pushCompressionLevel,
+  DEFAULT_PUSH_GZIP_LEVEL,
   login,
   logout,
   CredentialStore,

@@ -275,6 +275,15 @@ describe('strata image commands (real CLI, real store)', () => {
     assert.match(unknown.stderr, /unknown command 'frobnicate'/);
   });
 
+  test("push --compression-level takes an integer in the codec's range, or says what is wrong", async () => {
+    const word = await strata(root, ['push', '--compression-level', 'fast', 'localhost:5000/app:1']);
+    assert.equal(word.code, 1);
+    assert.equal(word.stderr, 'Error: invalid --compression-level "fast": not an integer\n');
+    const high = await strata(root, ['push', '--compression-level', '12', 'localhost:5000/app:1']);
+    assert.equal(high.code, 1);
+    assert.equal(high.stderr, 'Error: --compression-level for gzip must be an integer 0–9, not 12\n');
+  });
+
   test('system df counts images and reclaimable space', async () => {
     const { stdout } = await strataOk(root, ['system', 'df']);
     assert.match(stdout, /^TYPE\s+TOTAL\s+ACTIVE\s+SIZE\s+RECLAIMABLE$/m);

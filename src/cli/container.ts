@@ -7,7 +7,7 @@ import type { CliContext } from './context.js';
 import { SilentExit } from './context.js';
 import { formatRows, type Column } from './format.js';
 import { compileTemplate } from './gotemplate.js';
-import { collect } from './options.js';
+import { collect, integer } from './options.js';
 import { humanDuration, humanSize, shortId } from './units.js';
 import { StrataError } from '../errors.js';
 import type { Store } from '../store/index.js';
@@ -77,13 +77,6 @@ interface RunFlags {
   healthcheck?: boolean;
   addHost: string[];
   label: string[];
-}
-
-function integer(text: string | undefined, flag: string): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^-?\d+$/.test(text))
-    throw new StrataError('INVALID_ARGUMENT', `invalid ${flag} "${text}": not an integer`);
-  return Number(text);
 }
 
 function addCreateOptions(command: Command): Command {

@@ -7,6 +7,7 @@ import {
   pullAllTags,
   pullImage,
   pushAllTags,
+  pushCompressionLevel,
   pushImage,
   type TransferEvent,
 } from '../registry/client/index.js';
@@ -14,7 +15,7 @@ import { familiarName, familiarString, formatReference, parseReference } from '.
 import { parsePlatform } from '../oci/platform.js';
 import type { Digest } from '../oci/digest.js';
 import { StrataError } from '../errors.js';
-import { collect } from './options.js';
+import { collect, integer } from './options.js';
 
 type BlobEvent = Extract<TransferEvent, { type: 'blob' }>;
 
@@ -199,6 +200,10 @@ export function registerRegistryCommands(program: Command, ctx: CliContext): voi
     .description('Upload an image to a registry')
     .argument('<name>', 'local image name, e.g. localhost:5000/app:1')
     .option('-a, --all-tags', 'push every local tag of the repository')
+    .option(
+      '--compression-level <level>',
+      'gzip level (0-9, default 4) for layers stored uncompressed (what build and load store)',
+    )
     .option('-q, --quiet', 'suppress verbose output')
     .option(
       '--insecure-registry <host>',
@@ -206,10 +211,16 @@ export function registerRegistryCommands(program: Command, ctx: CliContext): voi
       collect,
       [],
     )
-    .action(async (name: string, options: RegistryFlags) => {
+    .action(async (name: string, options: RegistryFlags & { compressionLevel?: string }) => {
+      const compressionLevel = integer(options.compressionLevel, '--compression-level');
+      pushCompressionLevel('gzip', compressionLevel);
       const store = await ctx.openStore();
       const view = renderer(ctx, options.quiet);
-      const common = { progress: view?.listener, insecureRegistries: options.insecureRegistry };
+      const common = {
+        progress: view?.listener,
+        insecureRegistries: options.insecureRegistry,
+        compressionLevel,
+      };
       const ref = parseReference(name, { defaultTag: !options.allTags });
       view?.line(`The push refers to repository [${ref.registry}/${ref.repository}]`);
       const results =

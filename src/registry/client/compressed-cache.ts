@@ -8,7 +8,8 @@ import { errnoCode } from '../../errors.js';
 
 /**
  * Lazy compression's memory (ARCHITECTURE.md): which compressed blob an uncompressed layer became,
- * per codec, in `<root>/cache/compressed/<diffid-hex>.<codec>` holding the blob digest. Compression
+ * per codec and level, in `<root>/cache/compressed/<diffid-hex>.<codec>-<level>` holding the blob
+ * digest (records named `<diffid-hex>.<codec>`, from before levels were chosen, are not read). Compression
  * is deterministic, so the mapping is only a shortcut: a lost or stale entry costs one
  * recompression, never a wrong blob (the entry is trusted only when the blob is in the store).
  */
@@ -19,13 +20,13 @@ export class CompressedLayerCache {
     this.dir = join(store.layout.cache, 'compressed');
   }
 
-  private path(diffId: Digest, codec: Compression): string {
-    return join(this.dir, `${digestHex(diffId)}.${codec}`);
+  private path(diffId: Digest, codec: Compression, level: number): string {
+    return join(this.dir, `${digestHex(diffId)}.${codec}-${level}`);
   }
 
-  async get(diffId: Digest, codec: Compression): Promise<Digest | undefined> {
+  async get(diffId: Digest, codec: Compression, level: number): Promise<Digest | undefined> {
     try {
-      const text = (await readFile(this.path(diffId, codec), 'utf8')).trim();
+      const text = (await readFile(this.path(diffId, codec, level), 'utf8')).trim();
       return isDigest(text) ? text : undefined;
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return undefined;
@@ -33,10 +34,10 @@ export class CompressedLayerCache {
     }
   }
 
-  async set(diffId: Digest, codec: Compression, blob: Digest): Promise<void> {
+  async set(diffId: Digest, codec: Compression, level: number, blob: Digest): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     // Not fsynced: a record lost or emptied by a crash reads as a miss (see the class comment),
     // and a push should not wait on the disk for a shortcut.
-    await writeFileAtomic(this.path(diffId, codec), `${blob}\n`, { durable: false });
+    await writeFileAtomic(this.path(diffId, codec, level), `${blob}\n`, { durable: false });
   }
 }

@@ -1,6 +1,13 @@
 /** The registry client: pull, push, login/logout over the OCI distribution protocol. */
 export { pullImage, pullAllTags, type PullOptions } from './pull.js';
-export { pushImage, pushAllTags, type PushOptions, type PushResult } from './push.js';
+export {
+  DEFAULT_PUSH_GZIP_LEVEL,
+  pushCompressionLevel,
+  pushImage,
+  pushAllTags,
+  type PushOptions,
+  type PushResult,
+} from './push.js';
 export { login, logout, registryFromServer, type LoginOptions } from './login.js';
 export { CredentialStore, dockerConfigDir, type Credentials } from './credentials.js';
 export { RegistryError } from './errors.js';

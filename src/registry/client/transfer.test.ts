@@ -2,6 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { createTarFromDirectory } from '../../archive/tar-writer.js';
 import { importImage } from '../../image/import.js';
@@ -117,7 +118,7 @@ describe('push', () => {
         'the config (and so the image ID) is unchanged',
       );
       assert.equal(
-        (await readFile(join(store.root, 'cache', 'compressed', `${diffId.slice(7)}.gzip`), 'utf8')).trim(),
+        (await readFile(join(store.root, 'cache', 'compressed', `${diffId.slice(7)}.gzip-4`), 'utf8')).trim(),
         pushed.layers[0]?.digest,
       );
       assert.equal(
@@ -156,6 +157,42 @@ describe('push', () => {
       const events: TransferEvent[] = [];
       await pushImage(store, `${registry.host}/again:1`, { ...options, progress: (e) => events.push(e) });
       assert.ok(!events.some((e) => e.type === 'blob' && e.status === 'compressing'));
+    }));
+
+  test('the gzip level is 4 unless asked; each level is compressed and remembered on its own', () =>
+    withFakeRegistry(async (registry, store, dir) => {
+      const name = `${registry.host}/levels:1`;
+      await importRandomImage(store, dir, name);
+      const original = (await store.images.get(name))!.target;
+      const local = parseImageManifest(await store.content.readBytes(original.digest, 1e6));
+      const layerBytes = await store.content.readBytes(local.layers[0]!.digest, 1e7);
+      const pushedLayer = async (level: number | undefined): Promise<Buffer> => {
+        await store.images.set(name, original);
+        await pushImage(store, name, { ...options, compressionLevel: level });
+        const pushed = parseImageManifest(registry.manifests.get('1')!.bytes);
+        return store.content.readBytes(pushed.layers[0]!.digest, 1e7);
+      };
+      const byDefault = await pushedLayer(undefined);
+      const four = await pushedLayer(4);
+      const one = await pushedLayer(1);
+      const nine = await pushedLayer(9);
+      assert.ok(byDefault.equals(four), 'the default is level 4');
+      assert.ok(!one.equals(nine), 'levels 1 and 9 give different blobs');
+      for (const blob of [one, four, nine]) assert.ok(gunzipSync(blob).equals(layerBytes));
+      // The gzip header says which kind of level made it (XFL: 4 fastest, 2 best, 0 other).
+      assert.deepEqual([one[8], four[8], nine[8]], [4, 0, 2]);
+      const events: TransferEvent[] = [];
+      await store.images.set(name, original);
+      await pushImage(store, name, { ...options, compressionLevel: 1, progress: (e) => events.push(e) });
+      assert.ok(
+        !events.some((e) => e.type === 'blob' && e.status === 'compressing'),
+        'level 1 is remembered',
+      );
+      await assert.rejects(pushImage(store, name, { ...options, compressionLevel: 10 }), (err: unknown) => {
+        assert.ok(isStrataError(err, 'INVALID_ARGUMENT'));
+        assert.match(err.message, /--compression-level for gzip must be an integer 0–9, not 10/);
+        return true;
+      });
     }));
 
   test('chunked uploads PATCH the blob in pieces', () =>
