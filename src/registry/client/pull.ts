@@ -153,20 +153,20 @@ async function pullWith(
       failure ??= { error: abort.signal.aborted ? (abort.signal.reason as unknown) : error };
       abort.abort(error);
     };
-    const metadata = Promise.all([
-      (async () => {
-        for (const document of documents)
-          await store.content.putBytes(document.bytes, { digest: document.digest });
-      })(),
-      fetchConfig(store, repository, manifest, {
-        name,
-        platform,
-        explicitPlatform: options.platform !== undefined,
-        progress,
-        abort,
-      }),
-    ]).catch(fail);
-    await forEachLimited(
+    // Each part catches its own failure, so all three have settled (nothing still writing into
+    // the store) when the pull goes on or fails.
+    const documentsStored = (async () => {
+      for (const document of documents)
+        await store.content.putBytes(document.bytes, { digest: document.digest });
+    })().catch(fail);
+    const configFetched = fetchConfig(store, repository, manifest, {
+      name,
+      platform,
+      explicitPlatform: options.platform !== undefined,
+      progress,
+      abort,
+    }).catch(fail);
+    const layersFetched = forEachLimited(
       layers,
       options.concurrency ?? 6,
       (layer) =>
@@ -184,7 +184,7 @@ async function pullWith(
         ),
       abort,
     ).catch(fail);
-    await metadata;
+    await Promise.all([documentsStored, configFetched, layersFetched]);
     if (failure !== undefined) throw failure.error;
 
     const previous = await store.images.get(name);

@@ -184,7 +184,8 @@ async function pushWith(
   const codec = options.layerCompression ?? 'gzip';
   const level = pushCompressionLevel(codec, options.compressionLevel);
   if (await compressesLayers(store, cache, record.target, codec, level)) {
-    prestartCompressionWorkers();
+    // (zstd brings its own threads.)
+    if (codec === 'gzip') prestartCompressionWorkers();
     prestartDigestThread();
   }
   await repository.client.ping();
