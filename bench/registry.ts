@@ -133,6 +133,11 @@ export async function benchRegistry(): Promise<void> {
   };
   // Neither tool finds credentials: an empty Docker config for strata, no auth file for skopeo.
   const env = { DOCKER_CONFIG: join(work, 'no-docker-config') };
+  /** `skopeo copy` to a registry (plain HTTP on loopback), and from one. */
+  const skopeoCopyTo = (source: string, target: string) =>
+    mustRun('skopeo', ['copy', '-q', '--dest-tls-verify=false', source, target]);
+  const skopeoCopyFrom = (source: string, target: string) =>
+    mustRun('skopeo', ['copy', '-q', '--src-tls-verify=false', source, target]);
   /** Times one step, after flushing what earlier steps left in the page cache (untimed). */
   const step = async (task: () => Promise<unknown>): Promise<number> => {
     await mustRun('sync', []);
@@ -154,28 +159,14 @@ export async function benchRegistry(): Promise<void> {
     const skopeoCold = await fresh('skopeo-cold');
     const skopeoTarget = `${skopeoCold.host}/bench/big:1`;
     const skopeoColdPush = await step(() =>
-      mustRun('skopeo', [
-        'copy',
-        '-q',
-        '--dest-tls-verify=false',
-        `docker-archive:${archive}`,
-        `docker://${skopeoTarget}`,
-      ]),
+      skopeoCopyTo(`docker-archive:${archive}`, `docker://${skopeoTarget}`),
     );
 
     // Pull into empty destinations, from the registry each tool pushed to.
     const pullRoot = join(work, 'pull-store');
     const strataPull = await step(() => strataOk(pullRoot, ['pull', '-q', strataTarget], { env }));
     const layout = join(work, 'layout');
-    const skopeoPull = await step(() =>
-      mustRun('skopeo', [
-        'copy',
-        '-q',
-        '--src-tls-verify=false',
-        `docker://${skopeoTarget}`,
-        `oci:${layout}:big`,
-      ]),
-    );
+    const skopeoPull = await step(() => skopeoCopyFrom(`docker://${skopeoTarget}`, `oci:${layout}:big`));
 
     // Warm push: compressed blobs at hand, empty registries: the upload alone.
     const strataWarm = await fresh('strata-warm');
@@ -184,13 +175,7 @@ export async function benchRegistry(): Promise<void> {
     const strataWarmPush = await step(() => strataOk(root, ['push', '-q', strataWarmTarget], { env }));
     const skopeoWarm = await fresh('skopeo-warm');
     const skopeoWarmPush = await step(() =>
-      mustRun('skopeo', [
-        'copy',
-        '-q',
-        '--dest-tls-verify=false',
-        `oci:${layout}:big`,
-        `docker://${skopeoWarm.host}/bench/big:1`,
-      ]),
+      skopeoCopyTo(`oci:${layout}:big`, `docker://${skopeoWarm.host}/bench/big:1`),
     );
 
     // Cold push again, of real files: both compress at their default gzip settings.
@@ -208,13 +193,7 @@ export async function benchRegistry(): Promise<void> {
     const strataRealPush = await step(() => strataOk(realRoot, ['push', '-q', strataRealTarget], { env }));
     const skopeoReal = await fresh('skopeo-real');
     const skopeoRealPush = await step(() =>
-      mustRun('skopeo', [
-        'copy',
-        '-q',
-        '--dest-tls-verify=false',
-        `docker-archive:${realArchive}`,
-        `docker://${skopeoReal.host}/bench/usr:1`,
-      ]),
+      skopeoCopyTo(`docker-archive:${realArchive}`, `docker://${skopeoReal.host}/bench/usr:1`),
     );
 
     const row = (label: string, strata: number, skopeo: number, size = megabytes): string =>
