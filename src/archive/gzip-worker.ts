@@ -112,9 +112,9 @@ function sampleIsFlat(data: Uint8Array, start: number, length: number, counts: U
  * the whole segment are both flat; the short check first turns ordinary data away cheaply. Random
  * data scores ~255 ± 23, far below the limit of 512. A sample at the limit has a collision
  * entropy of 8 − log2(1 + 512/4096) ≈ 7.83 bits per byte, so entropy coding could save at most
- * ~2% of such a segment, and real data (compressed files, noise) sits far closer to 8 bits. What a histogram cannot see are
- * repeats of noise within 32 KiB (LZ77 could still shrink those): rare in layers, and a cost in
- * ratio only, never in correctness.
+ * ~2% of such a segment, and real data (compressed files, noise) sits far closer to 8 bits.
+ * What a histogram cannot see are repeats of noise within 32 KiB (LZ77 could still shrink those):
+ * rare in layers, and a cost in ratio only, never in correctness.
  */
 export function looksIncompressible(data: Uint8Array, start: number, counts: Uint32Array): boolean {
   return sampleIsFlat(data, start, PREFIX, counts) && sampleIsFlat(data, start, SEGMENT, counts);

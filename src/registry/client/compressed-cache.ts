@@ -9,9 +9,9 @@ import { errnoCode } from '../../errors.js';
 /**
  * Lazy compression's memory (ARCHITECTURE.md): which compressed blob an uncompressed layer became,
  * per codec and level, in `<root>/cache/compressed/<diffid-hex>.<codec>-<level>` holding the blob
- * digest (records named `<diffid-hex>.<codec>`, from before levels were chosen, are not read). Compression
- * is deterministic, so the mapping is only a shortcut: a lost or stale entry costs one
- * recompression, never a wrong blob (the entry is trusted only when the blob is in the store).
+ * digest (records named `<diffid-hex>.<codec>`, from before levels were chosen, are not read).
+ * Compression is deterministic, so the mapping is only a shortcut: a lost or stale entry costs
+ * one recompression, never a wrong blob (the entry is trusted only when the blob is in the store).
  */
 export class CompressedLayerCache {
   readonly dir: string;

@@ -134,6 +134,9 @@ interface PushContext {
   options: PushOptions;
   abort: AbortController;
   cache: CompressedLayerCache;
+  /** What uncompressed layers become (options.layerCompression), and at which level. */
+  codec: Compression;
+  level: number;
   mountSources: string[];
   /** Blobs handled in this push, so a layer shared by two platforms is sent once. */
   done: Map<Digest, Promise<void>>;
@@ -204,6 +207,8 @@ async function pushWith(
     options,
     abort,
     cache,
+    codec,
+    level,
     mountSources: [...new Set(mountSources)],
     done: new Map(),
     compressions: new Semaphore(2),
@@ -335,10 +340,8 @@ async function prepareLayer(
   layer: Descriptor,
   family: 'oci' | 'docker',
 ): Promise<Descriptor> {
-  const codec = context.options.layerCompression ?? 'gzip';
+  const { store, cache, codec, level } = context;
   if (layerCompression(layer.mediaType) !== 'none' || codec === 'none') return layer;
-  const level = pushCompressionLevel(codec, context.options.compressionLevel);
-  const { store, cache } = context;
   // Annotations of the uncompressed blob may describe it (its digest, its size): drop them.
   const convert = (digest: Digest, size: number): Descriptor => ({
     mediaType: layerMediaType(codec, family),

@@ -2,11 +2,12 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { createTarFromDirectory } from '../../archive/tar-writer.js';
 import { importImage } from '../../image/import.js';
 import { MediaType } from '../../oci/mediatypes.js';
+import type { Descriptor, ImageManifest } from '../../oci/types.js';
 import { parseImageManifest } from '../../oci/validate.js';
 import { Store } from '../../store/index.js';
 import { isStrataError } from '../../errors.js';
@@ -18,13 +19,22 @@ import { addImage, withFakeRegistry } from './testing/fake-registry.js';
 
 const options = { dockerConfigDir: '/nonexistent-docker-config', retryDelayMs: 5 };
 
-/** A one-layer image with an uncompressed layer, as `strata build` and `import` store them. */
-async function importRandomImage(store: Store, dir: string, name: string): Promise<void> {
+/**
+ * A one-layer image with an uncompressed layer, as `strata build` and `import` store them: what
+ * `name` points at, and its manifest.
+ */
+async function importRandomImage(
+  store: Store,
+  dir: string,
+  name: string,
+): Promise<{ target: Descriptor; manifest: ImageManifest }> {
   const tree = join(dir, 'tree');
   await mkdir(tree, { recursive: true });
   await writeFile(join(tree, 'data.bin'), randomBytes(300_000));
   await writeFile(join(tree, 'text.txt'), 'hello\n'.repeat(50_000));
   await importImage(store, createTarFromDirectory(tree), { reference: name });
+  const target = (await store.images.get(name))!.target;
+  return { target, manifest: parseImageManifest(await store.content.readBytes(target.digest, 1e6)) };
 }
 
 describe('pull', () => {
@@ -102,9 +112,7 @@ describe('push', () => {
   test('uncompressed layers go out gzip-compressed; the mapping makes the next push a HEAD hit', () =>
     withFakeRegistry(async (registry, store, dir) => {
       const name = `${registry.host}/built:1`;
-      await importRandomImage(store, dir, name);
-      const before = (await store.images.get(name))!.target;
-      const local = parseImageManifest(await store.content.readBytes(before.digest, 1e6));
+      const { manifest: local } = await importRandomImage(store, dir, name);
       const diffId = local.layers[0]!.digest;
       assert.equal(local.layers[0]?.mediaType, MediaType.ociLayer);
 
@@ -162,9 +170,7 @@ describe('push', () => {
   test('the gzip level is 4 unless asked; each level is compressed and remembered on its own', () =>
     withFakeRegistry(async (registry, store, dir) => {
       const name = `${registry.host}/levels:1`;
-      await importRandomImage(store, dir, name);
-      const original = (await store.images.get(name))!.target;
-      const local = parseImageManifest(await store.content.readBytes(original.digest, 1e6));
+      const { target: original, manifest: local } = await importRandomImage(store, dir, name);
       const layerBytes = await store.content.readBytes(local.layers[0]!.digest, 1e7);
       const pushedLayer = async (level: number | undefined): Promise<Buffer> => {
         await store.images.set(name, original);
