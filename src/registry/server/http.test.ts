@@ -1301,6 +1301,22 @@ describe('HTTP: manifests, tags, referrers, catalog', () => {
       body: Readable.from([Buffer.alloc(40 * 1024, 0x20), Buffer.alloc(40 * 1024, 0x20)]),
     });
     assert.equal(hugeStream.status, 413);
+    // Refused while the client still sends a body too large to drain: the connection closes, but
+    // only after the 413 is out (a close with unread bytes resets it, and the client could see a
+    // dropped connection instead). Many at once, where an early reset shows up.
+    const body = Buffer.alloc(5 * 1024 * 1024, 0x20);
+    const request = Buffer.concat([
+      Buffer.from(
+        `PUT /v2/m/manifests/huge HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n`,
+      ),
+      body,
+    ]);
+    const refused = await Promise.all(Array.from({ length: 64 }, () => harness.raw(request)));
+    assert.deepEqual(
+      refused.map((answer) => answer.status).filter((status) => status !== 413),
+      [],
+      'every oversized manifest is answered 413',
+    );
     const badTag = await harness.call('PUT', '/v2/m/manifests/-x', { body: image.content });
     assert.equal(badTag.status, 400);
     assert.deepEqual(errorCodes(badTag), ['TAG_INVALID']);

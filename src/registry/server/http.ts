@@ -72,6 +72,8 @@ const DEFAULT_CATALOG_PAGE = 1000;
 const MAX_CATALOG_PAGE = 10_000;
 const MAX_TOKEN_FORM_BYTES = 64 * 1024;
 const MAX_DRAINED_BYTES = 256 * 1024;
+/** How long a connection closed on a body still coming keeps reading before it is dropped. */
+const LINGER_MS = 500;
 /** Query parameters safe to log; anything else (a token server's, a future signed URL's) is not. */
 const LOGGED_PARAMETERS: ReadonlySet<string> = new Set([
   'digest',
@@ -627,6 +629,25 @@ function worthDraining(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] === undefined;
 }
 
+/**
+ * How the connection of a request answered before its (large) body arrived is closed: the write
+ * side closes (the answer and a FIN go out), and what the client still sends is read and dropped
+ * for up to LINGER_MS before the socket is destroyed. node destroys it at once for `Connection:
+ * close`, and closing a socket with unread bytes makes the kernel send a reset, which can reach
+ * the client before it has read the answer: it then sees a dropped connection instead of the
+ * 413. Go's net/http lingers the same way. (node closes through `socket.destroySoon`, which is
+ * what this replaces, for this socket only.)
+ */
+function lingerOnClose(req: IncomingMessage): void {
+  const socket = req.socket;
+  socket.destroySoon = () => {
+    socket.end();
+    req.resume();
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    socket.once('close', () => clearTimeout(timer));
+  };
+}
+
 /** The whole body, refusing it (with `tooLarge`) as soon as it passes `limit` bytes. */
 async function readBody(req: IncomingMessage, limit: number, tooLarge: () => RegistryError): Promise<Buffer> {
   const declared = req.headers['content-length'];
@@ -647,7 +668,10 @@ function send(exchange: Exchange, status: number, headers: OutgoingHttpHeaders, 
   // 204 carries no Content-Length at all (RFC 9110 §8.6).
   if (status === 204) delete all['Content-Length'];
   else if (all['Content-Length'] === undefined) all['Content-Length'] = body?.length ?? 0;
-  if (!req.complete && !worthDraining(req)) all.Connection = 'close';
+  if (!req.complete && !worthDraining(req)) {
+    all.Connection = 'close';
+    lingerOnClose(req);
+  }
   res.writeHead(status, all);
   if (body === undefined || exchange.head) {
     res.end();
