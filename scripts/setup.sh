@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   runc              # RUN steps and containers
   gcc libc6-dev     # compiles strata-exec (native/), which runs a build's RUN steps in one runc container
+  libdeflate-dev    # strata-deflate.node (native/deflate.c): gzip with libdeflate, ~1.2-1.6x zlib's speed
   busybox-static    # test base image without Docker Hub
   skopeo umoci      # OCI interop peers
   podman            # interop: pulls and runs what strata pushes

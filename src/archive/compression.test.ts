@@ -457,7 +457,7 @@ describe('parallel gzip', () => {
   it('works from the compiled dist/ build too (worker resolved as .js)', async (t) => {
     const compiled = join(REPO, 'dist', 'archive', 'compression.js');
     const worker = join(REPO, 'dist', 'archive', 'gzip-worker.js');
-    const sources = ['compression.ts', 'gzip-worker.ts', 'crc32.ts'].map(
+    const sources = ['compression.ts', 'gzip-worker.ts', 'crc32.ts', 'deflate-engine.ts'].map(
       (f) => statSync(join(HERE, f)).mtimeMs,
     );
     if (!existsSync(compiled) || !existsSync(worker) || statSync(worker).mtimeMs < Math.max(...sources)) {

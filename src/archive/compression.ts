@@ -3,25 +3,27 @@
  * compatible default), zstd, or none.
  *
  * gzip is written pigz-style: the input is cut into fixed-size blocks, each block is raw-deflated
- * on its own (primed with the 32 KiB before it) in a small pool of worker threads, and the pieces
- * are joined in order into ONE gzip member whose CRC-32 is combined from per-block CRCs. The
- * output is a pure function of (input, level, blockSize): block boundaries come from byte offsets,
- * never from how the input was chunked or which thread ran what, and the header is fixed (mtime 0,
- * OS 255). So a layer gives the same blob digest whether it was compressed with 1 worker, 8
- * workers, or none — which is what lets a blob digest be remembered per (diffID, codec). Inside a
- * block, incompressible segments are stored instead of deflated (gzip-worker.ts, blockPlan), by a
- * rule that reads only the block's bytes.
+ * on its own in a small pool of worker threads, and the pieces are joined in order into ONE gzip
+ * member whose CRC-32 is combined from per-block CRCs. The deflate is libdeflate's when strata's
+ * addon is built, else zlib's primed with the 32 KiB before the block (deflate-engine.ts). The
+ * output is a pure function of (input, level, blockSize, engine): block boundaries come from byte
+ * offsets, never from how the input was chunked or which thread ran what, and the header is fixed
+ * (mtime 0, OS 255). So a layer gives the same blob digest whether it was compressed with 1
+ * worker, 8 workers, or none — which is what lets a blob digest be remembered per (diffID, codec).
+ * Inside a block, incompressible segments are stored instead of deflated (gzip-worker.ts,
+ * blockPlan), by a rule that reads only the block's bytes.
  *
  * Why worker_threads rather than zlib's async API (which runs on libuv's threadpool)? The libuv
  * pool (4 threads by default) also serves file-system I/O; filling it with deflate jobs would stall
  * the very reads that feed the compressor. Workers are separate threads, and they also take the
  * CRC off the main thread. Inputs of a single block never start a worker: that one block is
- * deflated with zlib's async API instead, with identical bytes (same zlib, same options); with
+ * deflated here instead, with identical bytes (same engine, same options); with
  * `parallel: false` every block is, one at a time. If no worker can start at all (an unusual
  * loader or bundle), compression falls back to the same in-process path, with a warning.
  *
- * The price of blocks is small: Z_SYNC_FLUSH adds 4–5 bytes per block, and the 32 KiB priming
- * keeps the ratio within ~0.05% of one zlib stream (see bench/compression.ts).
+ * The price of blocks is small: the flush adds 4–5 bytes per block, and with zlib the 32 KiB
+ * priming keeps the ratio within ~0.05% of one zlib stream (see bench/compression.ts); libdeflate,
+ * unprimed, still ends smaller than zlib at the same level.
  */
 import { availableParallelism } from 'node:os';
 import type { FileHandle } from 'node:fs/promises';
@@ -32,6 +34,7 @@ import { CompressStream, DecompressStream } from 'zstd-napi';
 import { StrataError } from '../errors.js';
 import type { Compression } from '../oci/mediatypes.js';
 import { crc32, crc32Combine } from './crc32.js';
+import { nativeDeflate } from './deflate-engine.js';
 import {
   WORKER_ROLE,
   blockPlan,
@@ -335,11 +338,20 @@ function deflateAsync(data: Uint8Array, options: ZlibOptions): Promise<Uint8Arra
   });
 }
 
-/** The worker's plan (gzip-worker.ts blockPlan), with zlib's async API: the same bytes. */
+/**
+ * The worker's plan (gzip-worker.ts blockPlan) run here, for the same bytes: libdeflate runs on
+ * this thread (a run of at most a block, ~10 ms), zlib on its async API.
+ */
 async function deflateInProcess(job: BlockJob): Promise<BlockOutput> {
   const outputs: (Uint8Array | StoredPiece)[] = [];
-  for (const piece of blockPlan(job))
-    outputs.push(piece.kind === 'stored' ? piece : await deflateAsync(piece.data, piece.options));
+  for (const piece of blockPlan(job)) {
+    if (piece.kind === 'stored') outputs.push(piece);
+    else
+      outputs.push(
+        nativeDeflate(piece.data, piece.level, piece.final) ??
+          (await deflateAsync(piece.data, piece.options)),
+      );
+  }
   return { deflated: joinPieces(outputs), crc: crc32(job.data) };
 }
 

@@ -4,12 +4,14 @@
  *  - as a `worker_threads` entry point (the pool in compression.ts starts this file), where it
  *    answers `BlockJob` messages with `BlockResult`s;
  *  - imported by compression.ts for `blockPlan` and `joinPieces`: the in-process path runs the
- *    same plan with zlib's async `deflateRaw`. Importing has no side effect: the message loop
- *    starts only inside a worker started with `workerData.role === WORKER_ROLE`.
+ *    same plan (with zlib's async `deflateRaw` when zlib is the engine, see deflate-engine.ts).
+ *    Importing has no side effect: the message loop starts only inside a worker started with
+ *    `workerData.role === WORKER_ROLE`.
  */
 import { deflateRawSync, constants, type ZlibOptions } from 'node:zlib';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { crc32 } from './crc32.js';
+import { nativeDeflate } from './deflate-engine.js';
 
 export const WORKER_ROLE = 'strata-gzip-block';
 
@@ -127,8 +129,21 @@ export interface StoredPiece {
   final: boolean;
 }
 
-/** One piece of a block's output: zlib's deflate of `data`, or `data` stored. */
-export type BlockPiece = { kind: 'deflate'; data: Uint8Array; options: ZlibOptions } | StoredPiece;
+/**
+ * `data` to be deflated at `level`, ending the stream when `final`: by libdeflate when it is the
+ * engine (deflate-engine.ts), else by zlib with `options` (the same level and end, and the 32 KiB
+ * before `data` as dictionary, which libdeflate cannot take).
+ */
+export interface DeflatePiece {
+  kind: 'deflate';
+  data: Uint8Array;
+  level: number;
+  final: boolean;
+  options: ZlibOptions;
+}
+
+/** One piece of a block's output: deflated, or stored. */
+export type BlockPiece = DeflatePiece | StoredPiece;
 
 /** The 32 KiB of input before data[start] (the job's dictionary supplies what the block lacks). */
 function windowBefore(job: Pick<BlockJob, 'data' | 'dictionary'>, start: number): Uint8Array {
@@ -173,7 +188,9 @@ function writeStored(piece: StoredPiece, out: Uint8Array, at: number): number {
  */
 export function blockPlan(job: BlockJob): BlockPiece[] {
   const { data } = job;
-  const whole: BlockPiece[] = [{ kind: 'deflate', data, options: blockDeflateOptions(job) }];
+  const whole: BlockPiece[] = [
+    { kind: 'deflate', data, level: job.level, final: job.last, options: blockDeflateOptions(job) },
+  ];
   // Level 0 is zlib's own stored mode already; a block under one segment has nothing to skip.
   if (job.level === 0 || data.length < SEGMENT) return whole;
   const counts = new Uint32Array(1024);
@@ -195,6 +212,8 @@ export function blockPlan(job: BlockJob): BlockPiece[] {
     return {
       kind: 'deflate',
       data: slice,
+      level: job.level,
+      final,
       options: blockDeflateOptions({ data: slice, dictionary, level: job.level, last: final }),
     };
   });
@@ -222,10 +241,15 @@ export function joinPieces(outputs: readonly (Uint8Array | StoredPiece)[]): Uint
   return joined;
 }
 
+/** A piece deflated here and now: by libdeflate, or by zlib when it is the engine or refuses. */
+export function deflatePieceSync(piece: DeflatePiece): Uint8Array {
+  return nativeDeflate(piece.data, piece.level, piece.final) ?? deflateRawSync(piece.data, piece.options);
+}
+
 function compressBlock(job: BlockJob): BlockResult {
   try {
     const outputs = blockPlan(job).map((piece) =>
-      piece.kind === 'stored' ? piece : deflateRawSync(piece.data, piece.options),
+      piece.kind === 'stored' ? piece : deflatePieceSync(piece),
     );
     return { id: job.id, ok: true, deflated: joinPieces(outputs), crc: crc32(job.data) };
   } catch (err) {
