@@ -14,7 +14,7 @@
  * must end exactly in the output's last byte, with zero padding after it, or the run is refused
  * (the caller then deflates it with zlib): a stream the walk misread is never emitted.
  *
- * deflateRaw(data: Uint8Array, level: 1..12, final: boolean) -> Buffer
+ * deflateRaw(data: Uint8Array, level: 1..12, final: boolean) -> Uint8Array | null
  */
 #include <libdeflate.h>
 #include <node_api.h>
@@ -355,11 +355,16 @@ static napi_value deflate_raw(napi_env env, napi_callback_info info) {
   if (state->compressors[level] == NULL) state->compressors[level] = libdeflate_alloc_compressor(level);
   if (state->compressors[level] == NULL) return fail(env, "deflateRaw: out of memory");
 
-  /* Room for the stream and the 5 bytes of the flush. */
+  /* Room for the stream and the 5 bytes of the flush; a Buffer, which Node does not zero-fill. */
   size_t bound = libdeflate_deflate_compress_bound(state->compressors[level], length) + 5;
-  napi_value output_buffer;
+  napi_value output_buffer, array_buffer;
   uint8_t *out;
-  if (napi_create_arraybuffer(env, bound, (void **)&out, &output_buffer) != napi_ok)
+  napi_typedarray_type output_type;
+  size_t output_length, output_offset;
+  void *output_data;
+  if (napi_create_buffer(env, bound, (void **)&out, &output_buffer) != napi_ok ||
+      napi_get_typedarray_info(env, output_buffer, &output_type, &output_length, &output_data, &array_buffer,
+                               &output_offset) != napi_ok)
     return fail(env, "deflateRaw: cannot allocate the output");
   size_t written = libdeflate_deflate_compress(state->compressors[level], data, length, out, bound - 5);
   if (written == 0) return fail(env, "deflateRaw: compression failed");
@@ -382,8 +387,10 @@ static napi_value deflate_raw(napi_env env, napi_callback_info info) {
     out[written++] = 0xff;
     out[written++] = 0xff;
   }
+  /* A view of the written bytes; the ArrayBuffer is the output's alone (Node pools no Buffer
+     made here), so it can be transferred to another thread. */
   napi_value view;
-  if (napi_create_typedarray(env, napi_uint8_array, written, output_buffer, 0, &view) != napi_ok)
+  if (napi_create_typedarray(env, napi_uint8_array, written, array_buffer, output_offset, &view) != napi_ok)
     return fail(env, "deflateRaw: cannot make the result");
   return view;
 

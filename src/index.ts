@@ -106,7 +106,7 @@ export {
   pushImage,
   pushAllTags,
   pushCompressionLevel,
-  DEFAULT_PUSH_GZIP_LEVEL,
+  defaultPushGzipLevel,
   login,
   logout,
   CredentialStore,

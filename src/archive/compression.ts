@@ -39,6 +39,7 @@ import {
   WORKER_ROLE,
   blockPlan,
   joinPieces,
+  singlePieceOutput,
   type BlockJob,
   type BlockResult,
   type StoredPiece,
@@ -343,8 +344,11 @@ function deflateAsync(data: Uint8Array, options: ZlibOptions): Promise<Uint8Arra
  * this thread (a run of at most a block, ~10 ms), zlib on its async API.
  */
 async function deflateInProcess(job: BlockJob): Promise<BlockOutput> {
+  const plan = blockPlan(job);
+  const single = singlePieceOutput(plan);
+  if (single !== undefined) return { deflated: single, crc: crc32(job.data) };
   const outputs: (Uint8Array | StoredPiece)[] = [];
-  for (const piece of blockPlan(job)) {
+  for (const piece of plan) {
     if (piece.kind === 'stored') outputs.push(piece);
     else
       outputs.push(

@@ -19,8 +19,9 @@ interface DeflateAddon {
   /**
    * Raw deflate of `data`; unless `final`, ending byte-aligned and not final (as after zlib's
    * Z_SYNC_FLUSH). null when the addon's check of its own stream fails (see native/deflate.c).
+   * The result's ArrayBuffer is its own: it can be transferred to another thread.
    */
-  deflateRaw(data: Uint8Array, level: number, final: boolean): Uint8Array | null;
+  deflateRaw(data: Uint8Array, level: number, final: boolean): Uint8Array<ArrayBuffer> | null;
 }
 
 /** libdeflate's levels (1–12); zlib serves level 0 (stored). */
@@ -62,10 +63,14 @@ export function deflateEngine(): DeflateEngineName {
 }
 
 /**
- * `data` deflated by libdeflate at `level`, ending as described at DeflateAddon; undefined when
- * zlib must do it (no addon, level 0, or the addon refused its output).
+ * `data` deflated by libdeflate at `level`, ending as described at DeflateAddon (in an ArrayBuffer
+ * of its own); undefined when zlib must do it (no addon, level 0, or the addon refused its output).
  */
-export function nativeDeflate(data: Uint8Array, level: number, final: boolean): Uint8Array | undefined {
+export function nativeDeflate(
+  data: Uint8Array,
+  level: number,
+  final: boolean,
+): Uint8Array<ArrayBuffer> | undefined {
   if (level < 1 || level > MAX_LEVEL) return undefined;
   const addon = load();
   if (addon === undefined) return undefined;

@@ -246,12 +246,23 @@ export function deflatePieceSync(piece: DeflatePiece): Uint8Array {
   return nativeDeflate(piece.data, piece.level, piece.final) ?? deflateRawSync(piece.data, piece.options);
 }
 
+/**
+ * A block that is one deflated piece (no noise in it) is libdeflate's output as it is: that
+ * array is already the block's whole output, in a buffer of its own, so joinPieces' copy is
+ * skipped. undefined when the plan has more pieces or zlib deflates.
+ */
+export function singlePieceOutput(plan: readonly BlockPiece[]): Uint8Array<ArrayBuffer> | undefined {
+  const only = plan.length === 1 ? plan[0] : undefined;
+  return only?.kind === 'deflate' ? nativeDeflate(only.data, only.level, only.final) : undefined;
+}
+
 function compressBlock(job: BlockJob): BlockResult {
   try {
-    const outputs = blockPlan(job).map((piece) =>
-      piece.kind === 'stored' ? piece : deflatePieceSync(piece),
-    );
-    return { id: job.id, ok: true, deflated: joinPieces(outputs), crc: crc32(job.data) };
+    const plan = blockPlan(job);
+    const deflated =
+      singlePieceOutput(plan) ??
+      joinPieces(plan.map((piece) => (piece.kind === 'stored' ? piece : deflatePieceSync(piece))));
+    return { id: job.id, ok: true, deflated, crc: crc32(job.data) };
   } catch (err) {
     return { id: job.id, ok: false, message: err instanceof Error ? err.message : String(err) };
   }

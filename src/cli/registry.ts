@@ -202,7 +202,7 @@ export function registerRegistryCommands(program: Command, ctx: CliContext): voi
     .option('-a, --all-tags', 'push every local tag of the repository')
     .option(
       '--compression-level <level>',
-      'gzip level (0-9, default 4) for layers stored uncompressed (what build and load store)',
+      'gzip level (0-9; default 2 with libdeflate, else 4) for layers stored uncompressed (what build and load store)',
     )
     .option('-q, --quiet', 'suppress verbose output')
     .option(

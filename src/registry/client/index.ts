@@ -1,7 +1,7 @@
 /** The registry client: pull, push, login/logout over the OCI distribution protocol. */
 export { pullImage, pullAllTags, type PullOptions } from './pull.js';
 export {
-  DEFAULT_PUSH_GZIP_LEVEL,
+  defaultPushGzipLevel,
   pushCompressionLevel,
   pushImage,
   pushAllTags,

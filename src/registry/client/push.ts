@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { open, type FileHandle } from 'node:fs/promises';
 import { PassThrough, pipeline, type Readable } from 'node:stream';
 import { DEFAULT_ZSTD_LEVEL, compressFile, prestartCompressionWorkers } from '../../archive/compression.js';
+import { deflateEngine } from '../../archive/deflate-engine.js';
 import type { Digest } from '../../oci/digest.js';
 import { digestOf } from '../../oci/digest.js';
 import { layerCompression, layerMediaType, MediaType, type Compression } from '../../oci/mediatypes.js';
@@ -40,25 +41,30 @@ export interface PushOptions extends Omit<ClientOptions, 'signal'> {
    */
   layerCompression?: Compression;
   /**
-   * Compression level for those layers: gzip 0–9 (default 4, see DEFAULT_PUSH_GZIP_LEVEL), zstd
-   * 1–22 (default 3). A compressed blob is remembered per codec and level.
+   * Compression level for those layers: gzip 0–9 (default 2 with libdeflate, else 4: see
+   * defaultPushGzipLevel), zstd 1–22 (default 3). A compressed blob is remembered per codec and
+   * level.
    */
   compressionLevel?: number;
 }
 
 /**
- * gzip level for layers compressed at push: zlib's 4 rather than its usual 6. On real files (a
- * 580 MB tar of /usr: binaries, libraries, perl) level 4 deflates 64 MB/s per core against 35
- * for level 6, for output 2.9% larger, and still 0.9% smaller than what skopeo and podman send
- * (Go's pgzip at its default). docs/decisions.md has the measurements.
+ * gzip level for layers compressed at push: the fastest level whose layers are still no larger
+ * than what skopeo and podman send (Go's pgzip at its default). With libdeflate (the engine when
+ * strata's addon is built, see archive/deflate-engine.ts) that is level 2: on the real-file bench
+ * image 2.2% smaller than skopeo's layers, and with zlib level 4 (0.9% smaller). Level 6, the
+ * usual default, costs about twice the time for 1–3% smaller layers. docs/decisions.md has the
+ * measurements.
  */
-export const DEFAULT_PUSH_GZIP_LEVEL = 4;
+export function defaultPushGzipLevel(): number {
+  return deflateEngine() === 'libdeflate' ? 2 : 4;
+}
 
 /** The level a push compresses `codec` at; a level outside the codec's range is an error. */
 export function pushCompressionLevel(codec: Compression, level: number | undefined): number {
   if (codec === 'none') return 0;
   const [min, max, fallback] =
-    codec === 'gzip' ? [0, 9, DEFAULT_PUSH_GZIP_LEVEL] : [1, 22, DEFAULT_ZSTD_LEVEL];
+    codec === 'gzip' ? [0, 9, defaultPushGzipLevel()] : [1, 22, DEFAULT_ZSTD_LEVEL];
   const chosen = level ?? fallback;
   if (!Number.isInteger(chosen) || chosen < min || chosen > max) {
     throw new StrataError(
@@ -141,6 +147,12 @@ interface PushContext {
   /** Blobs handled in this push, so a layer shared by two platforms is sent once. */
   done: Map<Digest, Promise<void>>;
   compressions: Semaphore;
+  /**
+   * The registry's handshake (`GET /v2/`: which scheme answers, what authentication it wants).
+   * Every request of the push waits for it; compressions do not, so layers start compressing
+   * while it runs. Never an unhandled rejection (a catch is attached when it starts).
+   */
+  registryReady: Promise<void>;
 }
 
 /**
@@ -191,7 +203,8 @@ async function pushWith(
     if (codec === 'gzip') prestartCompressionWorkers();
     prestartDigestThread();
   }
-  await repository.client.ping();
+  const registryReady = repository.client.ping();
+  registryReady.catch(() => undefined);
   const records = await store.images.list();
   const mountSources = [
     ...(options.mountFrom ?? []),
@@ -212,6 +225,7 @@ async function pushWith(
     mountSources: [...new Set(mountSources)],
     done: new Map(),
     compressions: new Semaphore(2),
+    registryReady,
   };
   return store.withLease(async () => {
     // Without a tag the manifest goes up under its digest, which is the rewritten one's when
@@ -295,18 +309,29 @@ async function pushDocument(
     const manifest = parsed.manifest;
     const family = manifest.mediaType === MediaType.dockerManifest ? 'docker' : 'oci';
     const layers: Descriptor[] = [...manifest.layers];
-    await uploadBlob(context, manifest.config, 'config');
-    await forEachLimited(
-      manifest.layers.map((layer, index) => ({ layer, index })),
-      context.options.concurrency ?? 5,
-      async ({ layer, index }) => {
-        const prepared = await prepareLayer(context, layer, family);
-        if (prepared.digest !== layer.digest) changed = true;
-        layers[index] = prepared;
-        await uploadBlob(context, prepared, 'layer');
-      },
-      context.abort,
-    );
+    // The config goes up beside the layers, which start compressing without waiting for the
+    // registry. Both parts settle before the push goes on or fails; the first failure (the
+    // abort's reason) is the one reported.
+    const abort = context.abort;
+    const parts = await Promise.allSettled([
+      uploadBlob(context, manifest.config, 'config').catch((err: unknown) => {
+        abort.abort(err);
+        throw err;
+      }),
+      forEachLimited(
+        manifest.layers.map((layer, index) => ({ layer, index })),
+        context.options.concurrency ?? 5,
+        async ({ layer, index }) => {
+          const prepared = await prepareLayer(context, layer, family);
+          if (prepared.digest !== layer.digest) changed = true;
+          layers[index] = prepared;
+          await uploadBlob(context, prepared, 'layer');
+        },
+        abort,
+      ),
+    ]);
+    const failed = parts.find((part) => part.status === 'rejected');
+    if (failed !== undefined) throw abort.signal.aborted ? (abort.signal.reason as unknown) : failed.reason;
     document = { ...manifest, layers };
   }
   let out = bytes;
@@ -362,16 +387,24 @@ async function prepareLayer(
   });
   // The compressed blob is digested on the digest thread, started now if it is not running.
   prestartDigestThread();
+  const { signal } = context.abort;
   const { stored, sent } = await context.compressions.run(async () => {
+    // A push that failed meanwhile (the registry's handshake, another layer) compresses no more.
+    signal.throwIfAborted();
     reporter.status('compressing');
     const compressed = compressFile(await openBlob(store, layer.digest), codec, {
       level,
       onBytes: (bytes) => reporter.add(bytes),
     });
+    const stop = (): void => {
+      compressed.destroy(signal.reason instanceof Error ? signal.reason : new Error('the push stopped'));
+    };
+    signal.addEventListener('abort', stop, { once: true });
+    compressed.once('close', () => signal.removeEventListener('abort', stop));
     // Chunked uploads (an option for registries that limit request sizes) go from the store.
     const streamed = context.options.chunkSize === undefined;
-    const forStore = streamed ? teeInto(compressed) : compressed;
-    const forUpload = streamed ? teeInto(compressed) : undefined;
+    const forStore = streamed ? teeInto(compressed, BULK_READ_BYTES) : compressed;
+    const forUpload = streamed ? teeInto(compressed, HANDSHAKE_BUFFER_BYTES) : undefined;
     // Never rejects: a failed streamed upload is redone from the store by uploadBlob.
     const sent =
       forUpload !== undefined
@@ -424,11 +457,19 @@ async function openBlob(store: Store, digest: Digest): Promise<FileHandle> {
 }
 
 /**
- * A branch of `source` (piped to several: the slowest sets the pace). A branch that fails drops
- * out and the others go on; when the source fails or stops early, every branch fails.
+ * What the upload's branch of a compression may hold while the registry's handshake is still
+ * under way (a local registry answers in ~0.1 s, when ~15 MB of a layer are compressed): the
+ * compression goes on meanwhile instead of waiting for the upload to start.
  */
-function teeInto(source: Readable): PassThrough {
-  const branch = new PassThrough({ highWaterMark: BULK_READ_BYTES });
+const HANDSHAKE_BUFFER_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A branch of `source` (piped to several: the slowest sets the pace, once its branch holds
+ * `highWaterMark` bytes). A branch that fails drops out and the others go on; when the source
+ * fails or stops early, every branch fails.
+ */
+function teeInto(source: Readable, highWaterMark: number): PassThrough {
+  const branch = new PassThrough({ highWaterMark });
   source.pipe(branch);
   source.once('error', (err) => branch.destroy(err));
   source.once('close', () => {
@@ -445,6 +486,7 @@ function teeInto(source: Readable): PassThrough {
 async function streamUpload(context: PushContext, body: PassThrough, diffId: Digest): Promise<URL> {
   const { repository } = context;
   try {
+    await context.registryReady;
     const location = await repository.startUpload();
     return await repository.patchStream(
       location,
@@ -477,6 +519,7 @@ async function uploadOnce(
 ): Promise<void> {
   const { store, repository, options } = context;
   const { digest, size } = descriptor;
+  await context.registryReady;
   const reporter = new BlobReporter(options.progress, {
     type: 'blob',
     direction: 'push',

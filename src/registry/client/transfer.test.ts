@@ -1,9 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { deflateEngine } from '../../archive/deflate-engine.js';
 import { createTarFromDirectory } from '../../archive/tar-writer.js';
 import { importImage } from '../../image/import.js';
 import { MediaType } from '../../oci/mediatypes.js';
@@ -12,10 +13,10 @@ import { parseImageManifest } from '../../oci/validate.js';
 import { Store } from '../../store/index.js';
 import { isStrataError } from '../../errors.js';
 import { pullAllTags, pullImage } from './pull.js';
-import { pushImage } from './push.js';
+import { defaultPushGzipLevel, pushImage } from './push.js';
 import type { TransferEvent } from './progress.js';
 import { linkedAbort } from './transfer.js';
-import { addImage, withFakeRegistry } from './testing/fake-registry.js';
+import { addImage, error, withFakeRegistry } from './testing/fake-registry.js';
 
 const options = { dockerConfigDir: '/nonexistent-docker-config', retryDelayMs: 5 };
 
@@ -126,7 +127,12 @@ describe('push', () => {
         'the config (and so the image ID) is unchanged',
       );
       assert.equal(
-        (await readFile(join(store.root, 'cache', 'compressed', `${diffId.slice(7)}.gzip-4`), 'utf8')).trim(),
+        (
+          await readFile(
+            join(store.root, 'cache', 'compressed', `${diffId.slice(7)}.gzip-${defaultPushGzipLevel()}`),
+            'utf8',
+          )
+        ).trim(),
         pushed.layers[0]?.digest,
       );
       assert.equal(
@@ -167,7 +173,54 @@ describe('push', () => {
       assert.ok(!events.some((e) => e.type === 'blob' && e.status === 'compressing'));
     }));
 
-  test('the gzip level is 4 unless asked; each level is compressed and remembered on its own', () =>
+  test('layers start compressing while the registry handshake is still under way', () =>
+    withFakeRegistry(async (registry, store, dir) => {
+      const name = `${registry.host}/early:1`;
+      await importRandomImage(store, dir, name);
+      let answeredAt: number | undefined;
+      registry.faults.push((req, res, path) => {
+        if (req.method !== 'GET' || path !== '/v2/' || answeredAt !== undefined) return false;
+        setTimeout(() => {
+          answeredAt = performance.now();
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        }, 300);
+        return true;
+      });
+      let compressingAt: number | undefined;
+      await pushImage(store, name, {
+        ...options,
+        progress: (event) => {
+          if (event.type === 'blob' && event.status === 'compressing') compressingAt ??= performance.now();
+        },
+      });
+      assert.ok(compressingAt !== undefined && answeredAt !== undefined);
+      assert.ok(compressingAt < answeredAt, 'the layer waited for the registry to answer /v2/');
+      assert.equal(registry.manifests.has('1'), true, 'the push completed');
+    }));
+
+  test('a handshake refused by the registry is the error reported; no blob goes out, nothing partial stays', () =>
+    withFakeRegistry(async (registry, store, dir) => {
+      const name = `${registry.host}/refused:1`;
+      await importRandomImage(store, dir, name);
+      registry.faults.push((_req, res, path) => {
+        if (path !== '/v2/') return false;
+        error(res, 403, 'DENIED', 'no pushes today');
+        return true;
+      });
+      await assert.rejects(pushImage(store, name, options), (err: unknown) => {
+        assert.ok(isStrataError(err));
+        assert.match(err.message, /no pushes today \(HTTP 403, DENIED\)/);
+        return true;
+      });
+      assert.equal(registry.matching(/\/blobs\//).length, 0, 'no blob request went out');
+      assert.deepEqual(
+        (await readdir(store.layout.ingest)).filter((entry) => !entry.endsWith('.lock')),
+        [],
+        'no partial blob left behind',
+      );
+    }));
+
+  test("the gzip level is the engine's default unless asked; each level is compressed and remembered on its own", () =>
     withFakeRegistry(async (registry, store, dir) => {
       const name = `${registry.host}/levels:1`;
       const { target: original, manifest: local } = await importRandomImage(store, dir, name);
@@ -179,10 +232,12 @@ describe('push', () => {
         return store.content.readBytes(pushed.layers[0]!.digest, 1e7);
       };
       const byDefault = await pushedLayer(undefined);
+      const chosen = await pushedLayer(defaultPushGzipLevel());
       const four = await pushedLayer(4);
       const one = await pushedLayer(1);
       const nine = await pushedLayer(9);
-      assert.ok(byDefault.equals(four), 'the default is level 4');
+      assert.ok(byDefault.equals(chosen), `the default is level ${defaultPushGzipLevel()}`);
+      assert.equal(defaultPushGzipLevel(), deflateEngine() === 'libdeflate' ? 2 : 4);
       assert.ok(!one.equals(nine), 'levels 1 and 9 give different blobs');
       for (const blob of [one, four, nine]) assert.ok(gunzipSync(blob).equals(layerBytes));
       // The gzip header says which kind of level made it (XFL: 4 fastest, 2 best, 0 other).
