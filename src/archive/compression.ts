@@ -359,6 +359,22 @@ async function deflateInProcess(job: BlockJob): Promise<BlockOutput> {
   return { deflated: joinPieces(outputs), crc: crc32(job.data) };
 }
 
+/**
+ * Read blocks left by finished streams, kept for the next ones by block size: fresh shared memory
+ * costs a page fault per 4 KiB, and a push compresses one layer after another (a 459 MB push
+ * faulted in ~60 MB of blocks). A block is kept only once its job is done, so no thread still
+ * reads it; at most SHARED_SPARE_BLOCKS per size.
+ */
+const sharedSpares = new Map<number, Buffer[]>();
+const SHARED_SPARE_BLOCKS = 16;
+
+function keepSpares(blocks: Buffer[], blockSize: number): void {
+  const kept = sharedSpares.get(blockSize) ?? [];
+  while (blocks.length > 0 && kept.length < SHARED_SPARE_BLOCKS) kept.push(blocks.pop()!);
+  blocks.length = 0;
+  sharedSpares.set(blockSize, kept);
+}
+
 class ParallelGzip extends Transform {
   readonly #level: number;
   readonly #blockSize: number;
@@ -400,6 +416,7 @@ class ParallelGzip extends Transform {
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     this.#fail(err ?? new Error('stream destroyed'));
+    keepSpares(this.#spare, this.#blockSize);
     pool.cancel(this);
     this.#wakeReader();
     callback(err);
@@ -416,7 +433,7 @@ class ParallelGzip extends Transform {
    * taken downstream is over two blocks.
    */
   async pump(handle: FileHandle, onBytes: ((bytes: number) => void) | undefined): Promise<void> {
-    const fresh = (): Buffer => this.#spare.pop() ?? Buffer.from(new SharedArrayBuffer(this.#blockSize));
+    const fresh = (): Buffer => this.#newBlock();
     try {
       for (;;) {
         while (this.readableLength > 2 * this.#blockSize && !this.#failure && !this.destroyed)
@@ -472,7 +489,7 @@ class ParallelGzip extends Transform {
       // a MiB through structured clone (~0.7 ms per block on the main thread), and the stream
       // still holds the bytes to redo the block if that worker dies. A submitted block is not
       // written again until its job is done (then it is reused, see #completed).
-      this.#block ??= this.#spare.pop() ?? Buffer.from(new SharedArrayBuffer(this.#blockSize));
+      this.#block ??= this.#newBlock();
       const n = chunk.copy(this.#block, this.#fill, offset, offset + (this.#blockSize - this.#fill));
       this.#fill += n;
       offset += n;
@@ -486,6 +503,16 @@ class ParallelGzip extends Transform {
     trailer.writeUInt32LE(this.#crc, 0);
     trailer.writeUInt32LE(this.#total % 2 ** 32, 4);
     this.push(trailer);
+    keepSpares(this.#spare, this.#blockSize);
+  }
+
+  /** A block to fill: this stream's spare, another's, or fresh shared memory. */
+  #newBlock(): Buffer {
+    return (
+      this.#spare.pop() ??
+      sharedSpares.get(this.#blockSize)?.pop() ??
+      Buffer.from(new SharedArrayBuffer(this.#blockSize))
+    );
   }
 
   async #submit(last: boolean): Promise<void> {
