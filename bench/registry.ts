@@ -14,7 +14,8 @@
  * bundle) beside `skopeo`, so each pays its own start-up (strata's gzip workers, skopeo's Go
  * runtime) and neither runs warmed up by an earlier step. The page cache is flushed (`sync`,
  * untimed) before every timed step, so no step pays for the previous one's write-back.
- * Prints MB/s and the ratio (skopeo time / strata time; > 1 means strata is faster).
+ * Prints MB/s and the ratio (skopeo time / strata time; > 1 means strata is faster), and for the
+ * real files how large each tool's compressed layers are (the gzip level is a speed/size trade).
  */
 import { timed, writeLayerFiles } from './save-load.js';
 import { createReadStream } from 'node:fs';
@@ -122,6 +123,15 @@ async function nameImage(
   return layers.reduce((total, layer) => total + layer.size, 0) / 1e6;
 }
 
+/** The compressed size of the layers a registry holds for `repository:1`. */
+async function layerBytes(host: string, repository: string): Promise<number> {
+  const response = await fetch(`http://${host}/v2/${repository}/manifests/1`, {
+    headers: { accept: `${MediaType.ociManifest}, ${MediaType.dockerManifest}` },
+  });
+  const manifest = (await response.json()) as { layers: { size: number }[] };
+  return manifest.layers.reduce((total, layer) => total + layer.size, 0);
+}
+
 export async function benchRegistry(): Promise<void> {
   const work = join(REPO_ROOT, 'bench', '.work', 'registry');
   await rm(work, { recursive: true, force: true });
@@ -209,6 +219,12 @@ export async function benchRegistry(): Promise<void> {
       `a ${realMegabytes.toFixed(0)} MB image of /usr files in ${LAYERS} layers, skopeo's layers from its docker-archive`,
     );
     console.log(row('push (gzip + upload)', strataRealPush, skopeoRealPush, realMegabytes));
+    const strataSent = await layerBytes(strataReal.host, 'bench/usr');
+    const skopeoSent = await layerBytes(skopeoReal.host, 'bench/usr');
+    console.log(
+      `  layers sent: strata ${(strataSent / 1e6).toFixed(1)} MB, skopeo ${(skopeoSent / 1e6).toFixed(1)} MB ` +
+        `(strata ${(((strataSent - skopeoSent) / skopeoSent) * 100).toFixed(1)}%)`,
+    );
   } finally {
     for (const registry of registries) await registry.stop();
     await rm(work, { recursive: true, force: true });
