@@ -1,7 +1,7 @@
 /*
  * strata-deflate: a Node-API addon that deflates one run of parallel gzip with libdeflate
- * (Debian's libdeflate-dev, linked statically), which on layer content is ~1.5x faster than zlib
- * at the same level and compresses a little better (docs/decisions.md has the measurements).
+ * (Debian's libdeflate-dev, linked statically), which on layer content is 1.2-1.6x faster than
+ * zlib at the same level and compresses a little better (docs/decisions.md has the measurements).
  * Loaded by src/archive/deflate-engine.ts; without it strata deflates with zlib.
  *
  * libdeflate compresses whole buffers only, into a complete deflate stream whose last block is
@@ -152,61 +152,23 @@ typedef struct {
   huffman_table lengths;
 } walker_tables;
 
-/*
- * Reads a block's symbols up to its end-of-block code. The hot loop of the walk (~260 symbols
- * per KiB of layer), so the reader's state lives in locals and literals, the commonest symbol,
- * are decoded three at a time per refill (3 x 15 bits fit in the 56 loaded).
- */
+/* Reads a block's symbols up to its end-of-block code: the walk's hot loop. */
 static bool skip_symbols(bit_reader *r, const walker_tables *t) {
-  const uint16_t *litlen = t->litlen.primary;
-  const uint16_t *distance = t->distance.primary;
-  const uint64_t mask = (1u << PRIMARY_BITS) - 1;
-  bool ok = false;
   for (;;) {
     refill(r);
-    uint64_t bits = r->bits;
-    unsigned count = r->count;
-    int symbol = -1;
-    for (int i = 0; i < 3; i++) {
-      uint16_t entry = litlen[bits & mask];
-      if (entry == 0 || (entry >> 4) >= 256) {
-        symbol = entry == 0 ? -2 : entry >> 4;
-        if (entry != 0) {
-          bits >>= entry & 15;
-          count -= entry & 15;
-        }
-        break;
-      }
-      bits >>= entry & 15;
-      count -= entry & 15;
-    }
-    r->bits = bits;
-    r->count = count;
-    if (symbol == -1) continue; /* three literals */
-    if (symbol == -2) {
-      /* A code longer than the table, or none: the slow way (after a refill, so 15 bits are
-         there even if up to two literals came before it). */
-      refill(r);
-      symbol = decode_slowly(r, &t->litlen);
-      if (symbol < 0) break;
-      if (symbol < 256) continue;
-    }
-    if (symbol == 256) {
-      ok = true;
-      break;
-    }
+    int symbol = decode(r, &t->litlen);
+    if (symbol < 0) return false;
+    if (symbol < 256) continue;
+    if (symbol == 256) return !overran(r);
     symbol -= 257;
-    if (symbol >= 29) break;
-    /* Up to 2 literals (30 bits) and a length code (15) may have been read since the refill. */
-    refill(r);
+    if (symbol >= 29) return false;
     take(r, length_extra[symbol]);
-    int dist = decode(r, &t->distance);
-    (void)distance;
-    if (dist < 0 || dist >= 30) break;
-    take(r, distance_extra[dist]);
-    if (overran(r)) break;
+    /* 15 + 5 + 15 + 13 bits at most since the refill: within the 56 loaded. */
+    int distance = decode(r, &t->distance);
+    if (distance < 0 || distance >= 30) return false;
+    take(r, distance_extra[distance]);
+    if (overran(r)) return false;
   }
-  return ok && !overran(r);
 }
 
 static bool read_dynamic_tables(bit_reader *r, walker_tables *t) {
