@@ -91,10 +91,24 @@ function takeDeferredCaCerts() {
   globalThis[Symbol.for('strata.deferredExtraCaCerts')] = file;
 }
 
+/**
+ * bin/strata started node with glibc.malloc.hugetlb=1 added to GLIBC_TUNABLES (see there): child
+ * processes get the caller's value back (or none).
+ */
+function restoreGlibcTunables() {
+  if (process.env.STRATA_HUGETLB === undefined) return;
+  const caller = process.env.STRATA_CALLER_GLIBC_TUNABLES;
+  delete process.env.STRATA_HUGETLB;
+  delete process.env.STRATA_CALLER_GLIBC_TUNABLES;
+  if (caller === undefined) delete process.env.GLIBC_TUNABLES;
+  else process.env.GLIBC_TUNABLES = caller;
+}
+
 if (require.main === module) {
   // bin/strata puts `--` before the user's arguments (Node 20 would read `--env-file` after it).
   if (process.argv[2] === '--') process.argv.splice(2, 1);
   takeDeferredCaCerts();
+  restoreGlibcTunables();
   try {
     run(BUNDLE);
   } catch (err) {

@@ -79,6 +79,47 @@ describe('CLI startup', () => {
     assert.equal(result.stderr, '');
   });
 
+  test("node runs with glibc's huge pages for malloc; child processes get the caller's GLIBC_TUNABLES back", async () => {
+    const caller = 'glibc.malloc.arena_max=4';
+    // The node process itself (bin/strata execs it): its environment at start.
+    const child = spawn(STRATA_BIN, ['--root', root, 'load'], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+      env: { ...process.env, GLIBC_TUNABLES: caller },
+    });
+    let environ = '';
+    for (let tries = 0; tries < 500 && !/(^|\/)node\0/.test(environ); tries++) {
+      environ = await readFile(`/proc/${child.pid}/cmdline`, 'utf8').catch(() => '');
+      await sleep(10);
+    }
+    environ = await readFile(`/proc/${child.pid}/environ`, 'utf8');
+    child.kill('SIGINT');
+    // glibc rewrites the variable it parsed at start-up: the separator may read as a NUL there.
+    assert.match(environ, /(^|\0)GLIBC_TUNABLES=glibc\.malloc\.arena_max=4[:\0]glibc\.malloc\.hugetlb=1\0/);
+    // A child of strata (a credential helper, run by logout) sees what the caller set, or nothing.
+    const helpers = join(dir.path, 'helpers');
+    const seen = join(dir.path, 'helper-saw');
+    await mkdir(helpers, { recursive: true });
+    await writeFile(
+      join(helpers, 'docker-credential-probe'),
+      `#!/bin/sh\necho "\${GLIBC_TUNABLES-unset}" > '${seen}'\ncat > /dev/null\n`,
+      { mode: 0o755 },
+    );
+    const config = join(dir.path, 'docker-config');
+    await mkdir(config, { recursive: true });
+    await writeFile(join(config, 'config.json'), JSON.stringify({ credsStore: 'probe' }));
+    const env = { DOCKER_CONFIG: config, PATH: `${helpers}:${process.env.PATH ?? ''}` };
+    for (const [given, expected] of [
+      [caller, caller],
+      [undefined, 'unset'],
+    ] as const) {
+      const logout = await run(STRATA_BIN, ['logout', 'localhost:5000'], {
+        env: { ...env, GLIBC_TUNABLES: given },
+      });
+      assert.equal(logout.code, 0, logout.stderr);
+      assert.equal((await readFile(seen, 'utf8')).trim(), expected);
+    }
+  });
+
   test('the code cache the build made is used by bin/strata', async () => {
     assert.equal(await cacheState(STRATA_BIN), 'used');
     const launcher = createRequire(import.meta.url)(join(dirname(STRATA_BIN), 'launch.cjs')) as Launcher;
