@@ -10,7 +10,7 @@ import { setImageNames } from '../../image/names.js';
 import { StrataError } from '../../errors.js';
 import type { ProgressListener } from './progress.js';
 import { RemoteRepository } from './repository.js';
-import { BlobReporter, downloadBlob, forEachLimited, linkedAbort } from './transfer.js';
+import { BlobReporter, downloadBlob, forEachLimited, linkedAbort, settleAll } from './transfer.js';
 import { RegistryClient, type ClientOptions } from './transport.js';
 
 export interface PullOptions extends Omit<ClientOptions, 'signal'> {
@@ -146,46 +146,41 @@ async function pullWith(
       });
     }
     // The documents, the config and the layers at once: no layer waits for the small blobs'
-    // round trips and fsyncs. The first failure stops the rest and is the one reported (the
-    // abort's reason: what failed later may only be that abort echoing back).
-    let failure: { error: unknown } | undefined;
-    const fail = (error: unknown): void => {
-      failure ??= { error: abort.signal.aborted ? (abort.signal.reason as unknown) : error };
-      abort.abort(error);
-    };
-    // Each part catches its own failure, so all three have settled (nothing still writing into
-    // the store) when the pull goes on or fails.
-    const documentsStored = (async () => {
-      for (const document of documents)
-        await store.content.putBytes(document.bytes, { digest: document.digest });
-    })().catch(fail);
-    const configFetched = fetchConfig(store, repository, manifest, {
-      name,
-      platform,
-      explicitPlatform: options.platform !== undefined,
-      progress,
-      abort,
-    }).catch(fail);
-    const layersFetched = forEachLimited(
-      layers,
-      options.concurrency ?? 6,
-      (layer) =>
-        downloadBlob(
-          store,
-          repository,
-          layer,
-          new BlobReporter(progress, {
-            type: 'blob',
-            direction: 'pull',
-            digest: layer.digest,
-            size: layer.size,
-            kind: 'layer',
-          }),
+    // round trips and fsyncs.
+    await settleAll(
+      [
+        (async () => {
+          for (const document of documents)
+            await store.content.putBytes(document.bytes, { digest: document.digest });
+        })(),
+        fetchConfig(store, repository, manifest, {
+          name,
+          platform,
+          explicitPlatform: options.platform !== undefined,
+          progress,
+          abort,
+        }),
+        forEachLimited(
+          layers,
+          options.concurrency ?? 6,
+          (layer) =>
+            downloadBlob(
+              store,
+              repository,
+              layer,
+              new BlobReporter(progress, {
+                type: 'blob',
+                direction: 'pull',
+                digest: layer.digest,
+                size: layer.size,
+                kind: 'layer',
+              }),
+            ),
+          abort,
         ),
+      ],
       abort,
-    ).catch(fail);
-    await Promise.all([documentsStored, configFetched, layersFetched]);
-    if (failure !== undefined) throw failure.error;
+    );
 
     const previous = await store.images.get(name);
     await setImageNames(store, [{ target, names: [name] }]);

@@ -16,7 +16,7 @@ import { CompressedLayerCache } from './compressed-cache.js';
 import { isRetriable, networkError } from './errors.js';
 import type { ProgressListener } from './progress.js';
 import { RemoteRepository, counting } from './repository.js';
-import { BlobReporter, chunkBatches, forEachLimited, linkedAbort } from './transfer.js';
+import { BlobReporter, chunkBatches, forEachLimited, linkedAbort, settleAll } from './transfer.js';
 import { RegistryClient, type ClientOptions } from './transport.js';
 
 /**
@@ -310,28 +310,24 @@ async function pushDocument(
     const family = manifest.mediaType === MediaType.dockerManifest ? 'docker' : 'oci';
     const layers: Descriptor[] = [...manifest.layers];
     // The config goes up beside the layers, which start compressing without waiting for the
-    // registry. Both parts settle before the push goes on or fails; the first failure (the
-    // abort's reason) is the one reported.
-    const abort = context.abort;
-    const parts = await Promise.allSettled([
-      uploadBlob(context, manifest.config, 'config').catch((err: unknown) => {
-        abort.abort(err);
-        throw err;
-      }),
-      forEachLimited(
-        manifest.layers.map((layer, index) => ({ layer, index })),
-        context.options.concurrency ?? 5,
-        async ({ layer, index }) => {
-          const prepared = await prepareLayer(context, layer, family);
-          if (prepared.digest !== layer.digest) changed = true;
-          layers[index] = prepared;
-          await uploadBlob(context, prepared, 'layer');
-        },
-        abort,
-      ),
-    ]);
-    const failed = parts.find((part) => part.status === 'rejected');
-    if (failed !== undefined) throw abort.signal.aborted ? (abort.signal.reason as unknown) : failed.reason;
+    // registry.
+    await settleAll(
+      [
+        uploadBlob(context, manifest.config, 'config'),
+        forEachLimited(
+          manifest.layers.map((layer, index) => ({ layer, index })),
+          context.options.concurrency ?? 5,
+          async ({ layer, index }) => {
+            const prepared = await prepareLayer(context, layer, family);
+            if (prepared.digest !== layer.digest) changed = true;
+            layers[index] = prepared;
+            await uploadBlob(context, prepared, 'layer');
+          },
+          context.abort,
+        ),
+      ],
+      context.abort,
+    );
     document = { ...manifest, layers };
   }
   let out = bytes;

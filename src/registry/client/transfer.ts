@@ -36,6 +36,22 @@ export async function forEachLimited<T>(
 }
 
 /**
+ * Waits until every one of `parts` has settled, so that nothing of a transfer is still writing
+ * into the store when it goes on or fails. The first part to fail aborts the others, and its error
+ * is the one thrown (the abort's reason when the signal had fired first: what fails after an abort
+ * is usually that abort echoing back).
+ */
+export async function settleAll(parts: readonly Promise<unknown>[], abort: AbortController): Promise<void> {
+  let failure: { error: unknown } | undefined;
+  const fail = (error: unknown): void => {
+    failure ??= { error: abort.signal.aborted ? (abort.signal.reason as unknown) : error };
+    abort.abort(error);
+  };
+  await Promise.all(parts.map((part) => part.then(() => undefined, fail)));
+  if (failure !== undefined) throw failure.error;
+}
+
+/**
  * An AbortController that also fires when the caller's signal does. Every request of a transfer
  * listens to it, so it takes more listeners than EventTarget's default warning threshold (10)
  * when a caller asks for more concurrent downloads than that.
